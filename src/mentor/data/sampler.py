@@ -1,0 +1,69 @@
+"""Vectorised uniform negative sampling for BPR training."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mentor.errors import MentorError
+
+
+@dataclass
+class Batch:
+    """One training batch of (user, positive item, negative item) triples, int64 [B] each."""
+
+    users: torch.Tensor
+    positives: torch.Tensor
+    negatives: torch.Tensor
+
+    def to(self, device: torch.device) -> Batch:
+        """Move all three index tensors to ``device``."""
+        return Batch(self.users.to(device), self.positives.to(device), self.negatives.to(device))
+
+
+class BPRSampler:
+    """Shuffles train interactions each epoch and draws one negative per positive.
+
+    As in MMRec, a negative is drawn uniformly from the items that occur in the train split and
+    redrawn while it is one of the user's train items, so it is never a train positive of that user.
+    """
+
+    def __init__(self, train: np.ndarray, n_items: int, batch_size: int) -> None:
+        """Args: train int64 [N, 2] (user, item) rows; n_items; batch_size."""
+        self.users = torch.from_numpy(np.ascontiguousarray(train[:, 0]))
+        self.items = torch.from_numpy(np.ascontiguousarray(train[:, 1]))
+        self.n_items = n_items
+        self.batch_size = batch_size
+        self.known = torch.unique(self.users * n_items + self.items)
+        self.candidates = torch.unique(self.items)
+        per_user = np.bincount(np.unique(train, axis=0)[:, 0])
+        if (per_user >= len(self.candidates)).any():
+            user = int(np.flatnonzero(per_user >= len(self.candidates))[0])
+            raise MentorError(f"user {user} interacted with every item: no negative can be drawn")
+
+    def __len__(self) -> int:
+        return (len(self.users) + self.batch_size - 1) // self.batch_size
+
+    def negatives(self, users: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Draw one negative per user: int64 [B], none of them a train item of that user."""
+        n = len(self.candidates)
+        neg = self.candidates[torch.randint(0, n, users.shape, generator=generator)]
+        todo = torch.arange(len(users))
+        while len(todo):
+            keys = users[todo] * self.n_items + neg[todo]
+            pos = torch.searchsorted(self.known, keys).clamp_max(len(self.known) - 1)
+            todo = todo[self.known[pos] == keys]
+            neg[todo] = self.candidates[torch.randint(0, n, todo.shape, generator=generator)]
+        return neg
+
+    def epoch(self, generator: torch.Generator) -> Iterator[Batch]:
+        """Yield the batches of one epoch in a fresh random order."""
+        order = torch.randperm(len(self.users), generator=generator)
+        users, items = self.users[order], self.items[order]
+        negatives = self.negatives(users, generator)
+        for start in range(0, len(order), self.batch_size):
+            stop = start + self.batch_size
+            yield Batch(users[start:stop], items[start:stop], negatives[start:stop])

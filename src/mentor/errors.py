@@ -1,0 +1,7 @@
+"""User-facing errors: one line that names the file or field and says what to do."""
+
+from __future__ import annotations
+
+
+class MentorError(Exception):
+    """An error caused by the user's input; the CLI prints it on one line and exits non-zero."""

@@ -1,0 +1,1 @@
+"""Recommendation models; each registers itself in :mod:`mentor.registry`."""

@@ -1,0 +1,82 @@
+"""The model contract every recommender implements, and the context it is built from."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from mentor.data.sampler import Batch
+from mentor.graph import SparseGraph
+
+
+@dataclass
+class ModelContext:
+    """Everything a model may read: sizes, the train graph and item features, on one device.
+
+    Models never read files or pick a device; derived graphs that are costly to build come from
+    ``semantic_graph``, which the caller caches.
+
+    Attributes:
+        n_users, n_items: id space sizes.
+        train: int64 [N, 2] train (user, item) rows (numpy, CPU).
+        graph: symmetric-normalised user-item graph [(U+I), (U+I)], users first.
+        features: ``{modality: float32 [n_items, dim]}`` on the model's device.
+        semantic_graph: ``(weights {modality: w}, k) -> SparseGraph`` item-item kNN graph
+            ``sum_m w_m * sym_norm(kNN_k(features_m))`` [n_items, n_items].
+    """
+
+    n_users: int
+    n_items: int
+    train: np.ndarray
+    graph: SparseGraph
+    features: dict[str, torch.Tensor] = field(default_factory=dict)
+    semantic_graph: Callable[[dict[str, float], int], SparseGraph] | None = None
+
+
+class Recommender(nn.Module):
+    """Base class of all models.
+
+    A model is built as ``Model(config, ctx, generator)``; ``generator`` (a CPU
+    :class:`torch.Generator`) is the only source of randomness for initialisation. The training
+    loop moves the model to its device with ``.to()``.
+    """
+
+    name: ClassVar[str] = ""
+    trainable: ClassVar[bool] = True
+
+    def __init__(self, config: Any, ctx: ModelContext, generator: torch.Generator) -> None:
+        super().__init__()
+        self.config = config
+        self.n_users = ctx.n_users
+        self.n_items = ctx.n_items
+
+    def loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Loss terms of one batch (scalars); the loop minimises their sum.
+
+        Args:
+            batch: users, positives, negatives, int64 [B] each, on the model's device.
+            generator: a generator on the model's device for stochastic parts (noise, dropout).
+        """
+        raise NotImplementedError
+
+    def prepare_scoring(self) -> None:
+        """Compute whatever full-ranking scores need (called in eval mode, without grad)."""
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores of all items for ``users`` int64 [B]: float [B, n_items]."""
+        raise NotImplementedError
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Hook called before each training epoch (1-based)."""
+
+
+def xavier_uniform(shape: tuple[int, int], generator: torch.Generator) -> nn.Parameter:
+    """A new [fan_out, fan_in] parameter with Xavier-uniform values drawn from ``generator``."""
+    weight = torch.empty(shape)
+    nn.init.xavier_uniform_(weight, generator=generator)
+    return nn.Parameter(weight)

@@ -1,0 +1,92 @@
+"""LightGCN (He et al., SIGIR 2020) as in MMRec's ``models/lightgcn.py``.
+
+Embeddings propagated ``n_layers`` times over the symmetric-normalised user-item graph; the final
+representation is the mean of all layers (including layer 0). Regularisation is MMRec's EmbLoss
+on the layer-0 embeddings of the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mentor.data.sampler import Batch
+from mentor.losses import bpr_loss, emb_norm_loss
+from mentor.models.base import ModelContext, Recommender, xavier_uniform
+
+
+@dataclass
+class LightGCNConfig:
+    """LightGCN hyper-parameters (MMRec names and defaults)."""
+
+    embedding_size: int = 64
+    n_layers: int = 2
+    reg_weight: float = 1e-4
+
+    def validate(self, where: str) -> None:
+        """At least one layer."""
+        from mentor.errors import MentorError
+
+        if self.n_layers < 0:
+            raise MentorError(f"{where}.n_layers must be >= 0")
+
+
+class LightGCN(Recommender):
+    """Graph-propagated ID embeddings."""
+
+    name = "lightgcn"
+
+    def __init__(
+        self, config: LightGCNConfig, ctx: ModelContext, generator: torch.Generator
+    ) -> None:
+        super().__init__(config, ctx, generator)
+        self.graph = ctx.graph
+        self.user_embedding = xavier_uniform((ctx.n_users, config.embedding_size), generator)
+        self.item_embedding = xavier_uniform((ctx.n_items, config.embedding_size), generator)
+        self._users: torch.Tensor | None = None
+        self._items: torch.Tensor | None = None
+
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        self.graph = self.graph.to(fn(torch.empty(0)).device)
+        return super()._apply(fn, recurse)
+
+    def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer-mean representations: users [n_users, d], items [n_items, d]."""
+        x = torch.cat([self.user_embedding, self.item_embedding])
+        total = x
+        for _ in range(self.config.n_layers):
+            x = self.graph @ x
+            total = total + x
+        total = total / (self.config.n_layers + 1)
+        return total[: self.n_users], total[self.n_users :]
+
+    def loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """BPR on propagated embeddings + EmbLoss on layer-0 embeddings."""
+        users, items = self.propagate()
+        u, p, n = users[batch.users], items[batch.positives], items[batch.negatives]
+        reg = emb_norm_loss(
+            self.user_embedding[batch.users],
+            self.item_embedding[batch.positives],
+            self.item_embedding[batch.negatives],
+        )
+        return {
+            "bpr": bpr_loss((u * p).sum(1), (u * n).sum(1)),
+            "reg": self.config.reg_weight * reg,
+        }
+
+    def prepare_scoring(self) -> None:
+        """Propagate once for a whole evaluation pass."""
+        self._users, self._items = self.propagate()
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        """[B, n_items] dot products of propagated embeddings."""
+        if self._users is None or self._items is None:
+            self.prepare_scoring()
+        assert self._users is not None and self._items is not None
+        return self._users[users] @ self._items.T
+
+    def train(self, mode: bool = True) -> LightGCN:
+        """Switching mode drops cached scoring representations."""
+        self._users = self._items = None
+        return super().train(mode)

@@ -1,0 +1,1 @@
+"""Builders that turn public raw data sets into MMRec-layout data folders."""

@@ -1,0 +1,99 @@
+"""Loading finished runs: configuration, data set and best-valid model, for evaluation and export."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mentor.config import RunConfig, resolve_config
+from mentor.data.dataset import Dataset, load_dataset
+from mentor.errors import MentorError
+from mentor.models.base import Recommender
+from mentor.semantic import SemanticGraphCache
+from mentor.train.checkpoint import load_tensors
+from mentor.train.loop import BEST, Evaluator, build_model, resolve_device
+
+
+@dataclass
+class LoadedRun:
+    """A trained run ready to score."""
+
+    config: RunConfig
+    dataset: Dataset
+    model: Recommender
+    device: torch.device
+    evaluator: Evaluator
+
+
+def read_run_config(run: Path) -> RunConfig:
+    """The resolved configuration stored in ``run/config.json``."""
+    path = run / "config.json"
+    if not path.exists():
+        raise MentorError(f"{run}: no config.json; is this a run folder made by `mentor train`?")
+    try:
+        tree = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise MentorError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})") from None
+    name = tree.pop("model_name", None)
+    if not name:
+        raise MentorError(f"{path}: field 'model_name' is missing")
+    return resolve_config(name, tree)
+
+
+def load_run(run: Path, device: str = "cpu", data: Path | None = None) -> LoadedRun:
+    """Rebuild a run's model from ``best.safetensors`` (the best-valid state).
+
+    Args:
+        run: the run folder.
+        device: where to score.
+        data: the data folder, when it moved since training.
+    """
+    config = read_run_config(run)
+    if data is not None:
+        config.data.path = str(data)
+    dataset = load_dataset(config.data.path, config.data.modalities)
+    dev = resolve_device(device)
+    model = build_model(config, dataset, dev, SemanticGraphCache(run / "cache"))
+    best = run / BEST
+    if best.exists():
+        tensors, _ = load_tensors(best)
+        model.load_state_dict(tensors)
+    elif model.trainable:
+        raise MentorError(f"{run}: no {BEST}; the run has not finished an evaluated epoch")
+    evaluator = Evaluator(
+        dataset, config.eval.topk, config.eval.batch_users, config.eval.mask_valid_at_test
+    )
+    return LoadedRun(config, dataset, model, dev, evaluator)
+
+
+def export_topk(loaded: LoadedRun, k: int, out: Path) -> int:
+    """Write the top-``k`` of every user with train interactions as TSV ``user rank item``.
+
+    Items are masked as for the test split; ids are the data set's external ids. Written to a
+    temporary file and renamed. Returns the number of users written.
+    """
+    if k < 1:
+        raise MentorError(f"--k must be at least 1, got {k}")
+    dataset = loaded.dataset
+    users = np.unique(dataset.train[:, 0])
+    topk = loaded.evaluator.rank(loaded.model, users, k, loaded.device, "test").numpy()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    user_ids = np.asarray(dataset.user_ids, dtype=object)
+    item_ids = np.asarray(dataset.item_ids, dtype=object)
+    with tempfile.NamedTemporaryFile(
+        "w", dir=out.parent, prefix=f".{out.name}.", suffix=".tmp", delete=False
+    ) as handle:
+        handle.write("user\trank\titem\n")
+        ranks = np.arange(1, topk.shape[1] + 1)
+        for row, user in enumerate(users):
+            names = item_ids[topk[row]]
+            uid = user_ids[user]
+            handle.write("".join(f"{uid}\t{r}\t{i}\n" for r, i in zip(ranks, names, strict=True)))
+        tmp = Path(handle.name)
+    tmp.replace(out)
+    return len(users)

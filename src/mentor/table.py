@@ -1,0 +1,31 @@
+"""Plain-text tables for the terminal."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Left-aligned first column, right-aligned others; floats with four decimals."""
+
+    def cell(value: object) -> str:
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    text = [[cell(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in text)) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        first = values[0].ljust(widths[0])
+        rest = [v.rjust(w) for v, w in zip(values[1:], widths[1:], strict=True)]
+        return "  ".join([first, *rest]).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(list(headers)), rule, *(line(r) for r in text)])
+
+
+def metrics_table(results: dict[str, dict[str, float]], ks: Sequence[int] = (10, 20)) -> str:
+    """One row per named result with Recall/NDCG/Precision/MAP/Hit at each K."""
+    names = ["recall", "ndcg", "precision", "map", "hit"]
+    headers = ["model", *(f"{n}@{k}" for k in ks for n in names)]
+    rows = [[label, *(m[f"{n}@{k}"] for k in ks for n in names)] for label, m in results.items()]
+    return format_table(headers, rows)

@@ -1,0 +1,382 @@
+"""The training loop every model shares.
+
+Adam on the sum of the model's loss terms, uniform negative sampling, validation after every
+``eval_every`` epochs with MMRec's early stopping (a strictly better valid metric, compared at four
+decimals; stop once more than ``patience`` evaluations in a row bring none), a checkpoint written
+atomically after every epoch, resumable, and the test split evaluated once on the best-valid state.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mentor.config import RunConfig
+from mentor.data.dataset import Dataset
+from mentor.data.sampler import BPRSampler
+from mentor.errors import MentorError
+from mentor.eval.evaluator import GroundTruth, evaluate_rankings, full_ranking, user_item_matrix
+from mentor.graph import SparseGraph, bipartite_graph
+from mentor.models.base import ModelContext, Recommender
+from mentor.registry import get_model
+from mentor.semantic import SemanticGraphCache
+from mentor.train.checkpoint import (
+    atomic_write_text,
+    load_tensors,
+    optimizer_tensors,
+    restore_optimizer,
+    save_tensors,
+)
+
+CHECKPOINT = "checkpoint.safetensors"
+BEST = "best.safetensors"
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA, then MPS, then the CPU; an unavailable device is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise MentorError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise MentorError("--device mps: MPS is not available here; use --device cpu or auto")
+    return torch.device(name)
+
+
+class Evaluator:
+    """Ground truth and masks of one data set; ranks a model's scores and computes metrics."""
+
+    def __init__(self, dataset: Dataset, ks: list[int], batch_users: int, mask_valid: bool):
+        self.dataset = dataset
+        self.ks = sorted(ks)
+        self.batch_users = batch_users
+        train = dataset.train
+        self.truth = {
+            split: GroundTruth.from_rows(dataset.splits[split], train, dataset.n_items)
+            for split in ("valid", "test")
+        }
+        self.exclude = {"valid": user_item_matrix(train, dataset.n_users, dataset.n_items)}
+        test_exclude = train
+        if mask_valid:
+            test_exclude = np.concatenate([train, dataset.splits["valid"]])
+        self.exclude["test"] = user_item_matrix(test_exclude, dataset.n_users, dataset.n_items)
+
+    def rank(
+        self, model: Recommender, users: np.ndarray, k: int, device: torch.device, split: str
+    ) -> torch.Tensor:
+        """Top-``k`` items [len(users), k] of ``model`` with ``split``'s mask."""
+        model.eval()
+        with torch.no_grad():
+            model.prepare_scoring()
+            return full_ranking(
+                model.score, users, self.exclude[split], k, self.batch_users, device
+            )
+
+    def evaluate(self, model: Recommender, split: str, device: torch.device) -> dict[str, float]:
+        """All metrics of ``model`` on ``split`` ("valid" or "test")."""
+        truth = self.truth[split]
+        topk = self.rank(model, truth.users, max(self.ks), device, split)
+        return evaluate_rankings(topk, truth, self.ks)
+
+
+def build_context(
+    dataset: Dataset, device: torch.device, cache: SemanticGraphCache
+) -> ModelContext:
+    """The model context of ``dataset`` on ``device``."""
+    train = dataset.train
+    graph = bipartite_graph(train[:, 0], train[:, 1], dataset.n_users, dataset.n_items)
+    features = {m: torch.from_numpy(f).to(device) for m, f in dataset.features.items()}
+
+    def semantic(weights: dict[str, float], k: int) -> SparseGraph:
+        return cache.get(dataset, weights, k).to(device)
+
+    return ModelContext(
+        n_users=dataset.n_users,
+        n_items=dataset.n_items,
+        train=train,
+        graph=graph.to(device),
+        features=features,
+        semantic_graph=semantic,
+    )
+
+
+def build_model(
+    config: RunConfig, dataset: Dataset, device: torch.device, cache: SemanticGraphCache
+) -> Recommender:
+    """Instantiate the configured model, seeded, on ``device``."""
+    spec = get_model(config.model_name)
+    if spec.modalities == "required" and not dataset.features:
+        raise MentorError(
+            f"{dataset.path}: model '{spec.name}' needs item features (<modality>_feat.npy); "
+            "none were found or selected"
+        )
+    ctx = build_context(dataset, device, cache)
+    generator = torch.Generator().manual_seed(config.train.seed)
+    model = spec.model_cls(config.model, ctx, generator)
+    return model.to(device)
+
+
+@dataclass
+class LoopState:
+    """What a checkpoint restores besides tensors."""
+
+    epoch: int = 0
+    best_epoch: int = 0
+    best_score: float = -1.0
+    bad_evals: int = 0
+    best_valid: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+
+def _history_csv(history: list[dict[str, Any]]) -> str:
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    return out.getvalue()
+
+
+def _round4(x: float) -> float:
+    return float(f"{x:.4f}")
+
+
+def fit(
+    config: RunConfig,
+    dataset: Dataset,
+    run_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    cache: SemanticGraphCache | None = None,
+) -> dict[str, Any]:
+    """Train ``config``'s model on ``dataset``, writing the run folder; returns ``metrics.json``."""
+    if config.train.threads > 0:
+        torch.set_num_threads(config.train.threads)
+    device = resolve_device(config.train.device)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cache = cache or SemanticGraphCache(run_dir / "cache")
+    model = build_model(config, dataset, device, cache)
+    evaluator = Evaluator(
+        dataset, config.eval.topk, config.eval.batch_users, config.eval.mask_valid_at_test
+    )
+    for split in ("valid", "test"):
+        cold = evaluator.truth[split].cold_users
+        if cold:
+            log(f"{split}: dropped {cold:,} cold-start user(s) without train interactions")
+    atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+
+    sample_gen = torch.Generator().manual_seed(config.train.seed)
+    model_gen = torch.Generator(device=device).manual_seed(config.train.seed + 1)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = (
+        torch.optim.Adam(
+            params, lr=config.train.learning_rate, weight_decay=config.train.weight_decay
+        )
+        if params and model.trainable
+        else None
+    )
+    state = LoopState()
+    if resume:
+        state = _restore(run_dir, model, optimizer, sample_gen, model_gen)
+        log(f"resumed {run_dir} after epoch {state.epoch}")
+
+    metric = config.eval.valid_metric
+    if optimizer is None:
+        state = _evaluate_only(model, evaluator, device, metric, state)
+    else:
+        sampler = BPRSampler(dataset.train, dataset.n_items, config.train.batch_size)
+        _train(
+            config,
+            model,
+            optimizer,
+            sampler,
+            evaluator,
+            device,
+            run_dir,
+            state,
+            sample_gen,
+            model_gen,
+            progress,
+            log,
+        )
+
+    best = run_dir / BEST
+    if best.exists():
+        tensors, _ = load_tensors(best)
+        model.load_state_dict(tensors)
+    test = evaluator.evaluate(model, "test", device)
+    seconds = [row["seconds"] for row in state.history if "seconds" in row]
+    metrics = {
+        "model": config.model_name,
+        "dataset": dataset.name,
+        "best_epoch": state.best_epoch,
+        "epochs_run": state.epoch,
+        "seconds_per_epoch": statistics.median(seconds) if seconds else 0.0,
+        "train_seconds": state.train_seconds,
+        "valid": state.best_valid,
+        "test": test,
+        "device": str(device),
+    }
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    return metrics
+
+
+def _evaluate_only(
+    model: Recommender, evaluator: Evaluator, device: torch.device, metric: str, state: LoopState
+) -> LoopState:
+    valid = evaluator.evaluate(model, "valid", device)
+    state.best_valid = valid
+    state.history = [{"epoch": 0, **{f"valid_{k}": v for k, v in valid.items()}}]
+    state.best_score = valid[metric]
+    return state
+
+
+def _train(
+    config: RunConfig,
+    model: Recommender,
+    optimizer: torch.optim.Optimizer,
+    sampler: BPRSampler,
+    evaluator: Evaluator,
+    device: torch.device,
+    run_dir: Path,
+    state: LoopState,
+    sample_gen: torch.Generator,
+    model_gen: torch.Generator,
+    progress: bool,
+    log: Callable[[str], None],
+) -> None:
+    from tqdm.auto import tqdm
+
+    metric = config.eval.valid_metric
+    epochs = tqdm(
+        range(state.epoch + 1, config.train.epochs + 1),
+        desc=f"{config.model_name}",
+        unit="epoch",
+        disable=not progress,
+        initial=state.epoch,
+        total=config.train.epochs,
+    )
+    for epoch in epochs:
+        if state.bad_evals > config.train.patience:
+            break
+        model.train()
+        model.on_epoch_start(epoch)
+        start = time.perf_counter()
+        totals: dict[str, float] = {}
+        batches = tqdm(
+            sampler.epoch(sample_gen),
+            total=len(sampler),
+            leave=False,
+            unit="batch",
+            disable=not progress,
+            desc=f"epoch {epoch}",
+        )
+        for batch in batches:
+            terms = model.loss(batch.to(device), model_gen)
+            loss = sum(terms.values())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[union-attr]
+            optimizer.step()
+            for name, value in terms.items():
+                totals[name] = totals.get(name, 0.0) + float(value.detach())
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        state.train_seconds += seconds
+        loss_value = sum(totals.values()) / max(1, len(sampler))
+        if not math.isfinite(loss_value):
+            raise MentorError(
+                f"epoch {epoch}: the loss became {loss_value}; lower train.learning_rate"
+            )
+        row: dict[str, Any] = {"epoch": epoch, "loss": loss_value, "seconds": seconds}
+        row.update({f"loss_{k}": v / len(sampler) for k, v in totals.items()})
+        if epoch % config.train.eval_every == 0:
+            valid = evaluator.evaluate(model, "valid", device)
+            row.update({f"valid_{k}": v for k, v in valid.items()})
+            score = _round4(valid[metric])
+            if score > state.best_score:
+                state.best_score, state.best_epoch, state.bad_evals = score, epoch, 0
+                state.best_valid = valid
+                save_tensors(run_dir / BEST, model.state_dict(), {"epoch": epoch})
+            else:
+                state.bad_evals += 1
+            epochs.set_postfix(loss=f"{loss_value:.4f}", **{metric: f"{valid[metric]:.4f}"})
+        state.epoch = epoch
+        state.history.append(row)
+        atomic_write_text(run_dir / "history.csv", _history_csv(state.history))
+        _checkpoint(run_dir, model, optimizer, sample_gen, model_gen, state)
+        if not progress:
+            shown = (
+                f" valid {metric} {row[f'valid_{metric}']:.4f}" if f"valid_{metric}" in row else ""
+            )
+            log(f"epoch {epoch}: loss {loss_value:.4f} ({seconds:.2f}s){shown}")
+    epochs.close()
+
+
+def _checkpoint(
+    run_dir: Path,
+    model: Recommender,
+    optimizer: torch.optim.Optimizer,
+    sample_gen: torch.Generator,
+    model_gen: torch.Generator,
+    state: LoopState,
+) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    opt_tensors, groups = optimizer_tensors(optimizer)
+    tensors.update(opt_tensors)
+    tensors["rng.sample"] = sample_gen.get_state()
+    tensors["rng.model"] = model_gen.get_state()
+    meta = {
+        "epoch": state.epoch,
+        "best_epoch": state.best_epoch,
+        "best_score": state.best_score,
+        "bad_evals": state.bad_evals,
+        "best_valid": state.best_valid,
+        "train_seconds": state.train_seconds,
+        "history": state.history,
+        "param_groups": groups,
+    }
+    save_tensors(run_dir / CHECKPOINT, tensors, meta)
+
+
+def _restore(
+    run_dir: Path,
+    model: Recommender,
+    optimizer: torch.optim.Optimizer | None,
+    sample_gen: torch.Generator,
+    model_gen: torch.Generator,
+) -> LoopState:
+    tensors, meta = load_tensors(run_dir / CHECKPOINT)
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    if optimizer is not None:
+        restore_optimizer(optimizer, tensors, meta["param_groups"])
+    sample_gen.set_state(tensors["rng.sample"])
+    model_gen.set_state(tensors["rng.model"])
+    return LoopState(
+        epoch=meta["epoch"],
+        best_epoch=meta["best_epoch"],
+        best_score=meta["best_score"],
+        bad_evals=meta["bad_evals"],
+        best_valid=meta["best_valid"],
+        history=meta["history"],
+        train_seconds=meta["train_seconds"],
+    )
