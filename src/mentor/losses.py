@@ -27,61 +27,62 @@ class _BlockInfoNCE(torch.autograd.Function):
 
     Never holds more than ``block x n`` similarities: each row block has whole rows, so its softmax
     is complete inside the block and both gradients are accumulated at once (three matrix products
-    per block, no recomputation in backward).
+    per block, no recomputation in backward). With ``dtype=torch.bfloat16`` the three products run
+    in bfloat16 (exp, sums and accumulation stay in float32).
     """
 
     @staticmethod
-    def forward(ctx, a: torch.Tensor, b: torch.Tensor, temp: float, block: int):  # type: ignore[override]
+    def forward(ctx, a, b, temp, block, dtype):  # type: ignore[override]
         n = a.shape[0]
-        a_d, b_d = a.detach(), b.detach()
-        need = ctx.needs_input_grad
-        grad_a = torch.empty_like(a_d) if need[0] else None
-        grad_b = torch.zeros_like(b_d) if need[1] else None
-        total = torch.zeros((), dtype=torch.float64, device=a.device)
-        inv_t = 1.0 / temp
+        acc = torch.promote_types(a.dtype, torch.float32)
+        a_s = (a.detach() / temp).to(dtype)
+        b_d = b.detach().to(dtype)
+        need_a, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_a = torch.empty((n, a.shape[1]), dtype=acc, device=a.device)
+        grad_b = torch.zeros((n, b.shape[1]), dtype=acc, device=a.device)
+        positives = (a.detach() * b.detach()).sum(dim=1, dtype=acc) / temp
+        log_sums = torch.empty(n, dtype=acc, device=a.device)
         for start in range(0, n, block):
-            a_blk = a_d[start : start + block]
-            logits = a_blk @ b_d.T
-            logits.mul_(inv_t)
-            positive = logits.diagonal(offset=start).clone()
-            logits.exp_()
-            sums = logits.sum(dim=1)
-            total += (sums.log() - positive).sum(dtype=torch.float64)
-            logits.div_(sums.unsqueeze(1))
-            if grad_a is not None:
-                grad_a[start : start + block] = logits @ b_d
-            if grad_b is not None:
-                grad_b.addmm_(logits.T, a_blk)
-        scale = inv_t / n
-        if grad_a is not None:
-            grad_a.sub_(b_d).mul_(scale)
-        if grad_b is not None:
-            grad_b.sub_(a_d).mul_(scale)
-        ctx.save_for_backward(*(g for g in (grad_a, grad_b) if g is not None))
-        ctx.has = (grad_a is not None, grad_b is not None)
-        return (total / n).to(a.dtype)
+            stop = min(start + block, n)
+            weights = (a_s[start:stop] @ b_d.T).exp_()
+            sums = weights.sum(dim=1, dtype=acc)
+            log_sums[start:stop] = sums.log()
+            if need_a:
+                grad_a[start:stop] = (weights @ b_d).to(acc) / sums.unsqueeze(1)
+            if need_b:
+                scaled = (a_s[start:stop].to(acc) / sums.unsqueeze(1)).to(dtype)
+                grad_b += (weights.T @ scaled).to(acc)
+        ctx.save_for_backward(grad_a, grad_b, a.detach(), b.detach())
+        ctx.temp = temp
+        return (log_sums - positives).mean().to(a.dtype)
 
     @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        saved = list(ctx.saved_tensors)
-        grad_a = saved.pop(0) * grad_out if ctx.has[0] else None
-        grad_b = saved.pop(0) * grad_out if ctx.has[1] else None
-        return grad_a, grad_b, None, None
+    def backward(ctx, grad_out):  # type: ignore[override]
+        grad_a, grad_b, a, b = ctx.saved_tensors
+        scale = grad_out / a.shape[0]
+        # d/da_i = (sum_j p_ij b_j - b_i) / t ;  d/db_j = (sum_i p_ij a_i - a_j) / t
+        da = (grad_a - b).mul_(scale / ctx.temp) if ctx.needs_input_grad[0] else None
+        db = (grad_b - a / ctx.temp).mul_(scale) if ctx.needs_input_grad[1] else None
+        return da, db, None, None, None
 
 
 def info_nce(
-    anchors: torch.Tensor, candidates: torch.Tensor, temp: float, block: int = 1024
+    anchors: torch.Tensor,
+    candidates: torch.Tensor,
+    temp: float,
+    block: int = 1024,
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
     """One-directional InfoNCE between two views of the same n rows.
 
     ``mean_i [ -log( exp(a_i.b_i / t) / sum_j exp(a_i.b_j / t) ) ]`` with ``a``, ``b`` the
     L2-normalised rows of ``anchors`` and ``candidates`` [n, d]; the denominator runs over all
     n candidates (the positive included). Memory is O(block * n), not O(n^2), in forward and
-    backward.
+    backward. ``dtype`` sets the precision of the three large matrix products.
     """
     a = torch.nn.functional.normalize(anchors, dim=1)
     b = torch.nn.functional.normalize(candidates, dim=1)
-    return _BlockInfoNCE.apply(a, b, temp, block)
+    return _BlockInfoNCE.apply(a, b, temp, block, dtype)
 
 
 def mean_var_gap(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

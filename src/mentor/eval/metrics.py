@@ -16,11 +16,22 @@ from __future__ import annotations
 import torch
 
 
+def _exact_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Top-``k`` by (score descending, index ascending) through exact int64 sort keys."""
+    n = scores.shape[1]
+    bits = scores.float().contiguous().view(torch.int32)
+    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(torch.int64)
+    index = torch.arange(n - 1, -1, -1, device=scores.device, dtype=torch.int64)
+    top = torch.topk((ordered << 32) | index, k, dim=1, sorted=True).values
+    return (n - 1) - (top & 0xFFFFFFFF)
+
+
 def rank_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Indices of the ``k`` best columns per row, best first; ties go to the lower index.
 
     The order is exact and does not depend on ``k``: the top 20 is always the first 20 of the
-    top 50, so an exported list reproduces the evaluated metrics.
+    top 50, so an exported list reproduces the evaluated metrics. Rows whose k-th score is tied
+    with items outside the list are re-ranked with exact sort keys.
 
     Args:
         scores: float [B, n_items] (``-inf`` for masked items).
@@ -29,12 +40,21 @@ def rank_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
     """
     n = scores.shape[1]
     k = min(k, n)
-    bits = scores.float().contiguous().view(torch.int32)
-    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(torch.int64)
-    index = torch.arange(n - 1, -1, -1, device=scores.device, dtype=torch.int64)
-    keys = (ordered << 32) | index
-    top = torch.topk(keys, k, dim=1, sorted=True).values
-    return (n - 1) - (top & 0xFFFFFFFF)
+    values, index = torch.topk(scores, min(k + 1, n), dim=1)
+    if k < n:
+        # a tie across the cut exists exactly when the (k+1)-th best equals the k-th
+        boundary = values[:, k] == values[:, k - 1]
+        values, index = values[:, :k], index[:, :k]
+    else:
+        boundary = torch.zeros(len(scores), dtype=torch.bool, device=scores.device)
+    order = torch.argsort(index, dim=1)
+    index, values = index.gather(1, order), values.gather(1, order)
+    order = torch.argsort(values, dim=1, descending=True, stable=True)
+    index = index.gather(1, order)
+    if boundary.any():
+        rows = boundary.nonzero().squeeze(1)
+        index[rows] = _exact_topk(scores[rows], k)
+    return index
 
 
 def metrics_from_hits(hits: torch.Tensor, n_pos: torch.Tensor, ks: list[int]) -> dict[str, float]:

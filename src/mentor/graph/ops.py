@@ -8,31 +8,17 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-CHUNK_COLUMNS = 64
-
-
-def _spmm(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``matrix @ x`` in column chunks of 64 (sparse kernels run fastest on narrow operands)."""
-    if x.shape[1] <= CHUNK_COLUMNS:
-        return torch.sparse.mm(matrix, x.contiguous())
-    parts = [
-        torch.sparse.mm(matrix, x[:, i : i + CHUNK_COLUMNS].contiguous())
-        for i in range(0, x.shape[1], CHUNK_COLUMNS)
-    ]
-    return torch.cat(parts, dim=1)
-
-
 class _SparseMatmul(torch.autograd.Function):
     """``A @ x`` whose backward is ``A^T @ grad`` with a precomputed transpose."""
 
     @staticmethod
     def forward(ctx, matrix: torch.Tensor, transpose: torch.Tensor, x: torch.Tensor):  # type: ignore[override]
         ctx.transpose = transpose
-        return _spmm(matrix, x)
+        return torch.sparse.mm(matrix, x)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
-        return None, None, _spmm(ctx.transpose, grad)
+        return None, None, torch.sparse.mm(ctx.transpose, grad)
 
 
 @dataclass
@@ -65,6 +51,11 @@ class SparseGraph:
         return cls(forward, forward if symmetric else to_torch(matrix.T))
 
     @property
+    def T(self) -> SparseGraph:  # noqa: N802
+        """The transposed graph (no copy)."""
+        return SparseGraph(self.transpose, self.matrix)
+
+    @property
     def shape(self) -> tuple[int, int]:
         """(rows, cols)."""
         return tuple(self.matrix.shape)  # type: ignore[return-value]
@@ -79,7 +70,7 @@ class SparseGraph:
         """Propagate: [n_cols, d] -> [n_rows, d], differentiable in ``x``."""
         if x.requires_grad:
             return _SparseMatmul.apply(self.matrix, self.transpose, x)
-        return _spmm(self.matrix, x)
+        return torch.sparse.mm(self.matrix, x)
 
     def to_scipy(self) -> sp.csr_matrix:
         """The forward matrix as scipy CSR (for tests and caching)."""
@@ -115,6 +106,26 @@ def bipartite_graph(
     r.data[:] = 1.0
     adj = sp.bmat([[None, r], [r.T, None]], format="csr")
     return SparseGraph.from_scipy(normalise_sym(adj), symmetric=True)
+
+
+def interaction_graph(
+    users: np.ndarray, items: np.ndarray, n_users: int, n_items: int
+) -> SparseGraph:
+    """The user-item block ``D_u^-1/2 R D_i^-1/2`` [n_users, n_items] of :func:`bipartite_graph`.
+
+    Propagating users and items separately with it (``users <- G @ items``,
+    ``items <- G^T @ users``) equals one product with the full bipartite graph, without the
+    concatenation and slicing of [(U+I), d] tables.
+    """
+    r = sp.csr_matrix(
+        (np.ones(len(users), dtype=np.float32), (users, items)), shape=(n_users, n_items)
+    )
+    r.data[:] = 1.0
+    deg_u = np.asarray(r.sum(axis=1)).ravel()
+    deg_i = np.asarray(r.sum(axis=0)).ravel()
+    inv_u = np.divide(1.0, np.sqrt(deg_u), out=np.zeros_like(deg_u), where=deg_u > 0)
+    inv_i = np.divide(1.0, np.sqrt(deg_i), out=np.zeros_like(deg_i), where=deg_i > 0)
+    return SparseGraph.from_scipy(sp.diags(inv_u) @ r @ sp.diags(inv_i))
 
 
 def knn_indices(

@@ -25,6 +25,7 @@ class ModelContext:
         n_users, n_items: id space sizes.
         train: int64 [N, 2] train (user, item) rows (numpy, CPU).
         graph: symmetric-normalised user-item graph [(U+I), (U+I)], users first.
+        interactions: its user-item block ``D_u^-1/2 R D_i^-1/2`` [U, I].
         features: ``{modality: float32 [n_items, dim]}`` on the model's device.
         semantic_graph: ``(weights {modality: w}, k) -> SparseGraph`` item-item kNN graph
             ``sum_m w_m * sym_norm(kNN_k(features_m))`` [n_items, n_items].
@@ -34,6 +35,7 @@ class ModelContext:
     n_items: int
     train: np.ndarray
     graph: SparseGraph
+    interactions: SparseGraph
     features: dict[str, torch.Tensor] = field(default_factory=dict)
     semantic_graph: Callable[[dict[str, float], int], SparseGraph] | None = None
 

@@ -46,7 +46,8 @@ class MentorConfig:
     feature_mask_grad: bool = False
     contrast_scope: Literal["all", "batch"] = "all"
     eval_reps: Literal["last_batch", "fresh"] = "last_batch"
-    contrast_block: int = 1024
+    contrast_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    contrast_block: int = 256
 
     def validate(self, where: str) -> None:
         """Reject settings that cannot work."""
@@ -66,6 +67,18 @@ def default_semantic_weights(modalities: list[str]) -> dict[str, float]:
     if set(modalities) == {"image", "text"}:
         return {"image": 0.1, "text": 0.9}
     return {m: 1.0 / len(modalities) for m in modalities}
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices natively (fast, float32 accumulation)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device)[0] >= 8
+    if device.type == "cpu":
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
 
 
 def _init_linear(layer: nn.Linear, generator: torch.Generator) -> nn.Linear:
@@ -98,10 +111,24 @@ class ModalityGCN(nn.Module):
         self.mlp = _init_linear(nn.Linear(in_dim, hidden), generator)
         self.mlp_1 = _init_linear(nn.Linear(hidden, dim), generator)
 
-    def rows(self, features: torch.Tensor) -> torch.Tensor:
-        """Normalised input rows [N, d] from item features [I, F]."""
-        items = self.mlp_1(nn.functional.leaky_relu(self.mlp(features)))
-        return nn.functional.normalize(torch.cat([self.preference, items]), dim=1)
+    def rows(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row-normalised inputs from the first layer's output ``mlp(features)`` [I, hidden]:
+        users [U, d], items [I, d]."""
+        items = self.mlp_1(nn.functional.leaky_relu(hidden))
+        normalize = nn.functional.normalize
+        return normalize(self.preference, dim=1), normalize(items, dim=1)
+
+
+def shared_first_layer(branches: list[ModalityGCN], features: torch.Tensor) -> list[torch.Tensor]:
+    """``branch.mlp(features)`` for branches that read the same features, as one product.
+
+    Reads the (possibly large, e.g. [I, 4096]) feature matrix once for all branches; the result
+    equals the separate products. Returns one [I, hidden] tensor per branch.
+    """
+    weight = torch.cat([b.mlp.weight for b in branches])
+    bias = torch.cat([b.mlp.bias for b in branches])
+    hidden = nn.functional.linear(features, weight, bias)
+    return list(hidden.split(branches[0].mlp.out_features, dim=1))
 
 
 class MENTOR(Recommender):
@@ -126,7 +153,7 @@ class MENTOR(Recommender):
                 f"model.semantic_graph_weights names '{unknown[0]}' but the data set has "
                 f"{', '.join(self.modalities)}"
             )
-        self.graph = ctx.graph
+        self.graph = ctx.interactions
         assert ctx.semantic_graph is not None
         self.item_graph = ctx.semantic_graph(weights, config.knn_k)
         self.features = ctx.features
@@ -158,51 +185,63 @@ class MENTOR(Recommender):
     # ----------------------------------------------------------------------------------------
     def propagate(
         self, generator: torch.Generator | None, names: list[str]
-    ) -> dict[str, torch.Tensor]:
-        """Run the GCN branches ``names`` together: ``{name: [N, d]}``.
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Run the GCN branches ``names`` together: ``{name: (users [U, d], items [I, d])}``.
 
-        Each branch's output is ``x + h_1 + ... + h_L`` with ``h_l = A h_{l-1}``; perturbed branches
-        (``*_n1``, ``*_n2``, which come after the clean ones in ``names``) add
-        ``sign(h) * normalize(U[0,1)) * noise_eps`` after every layer. Items then get
-        ``x + S^{n_mm_layers} x`` with S the item semantic graph.
+        Each branch's output is ``x + h_1 + ... + h_L`` with ``h_l = A h_{l-1}`` over the
+        user-item graph; perturbed branches (``*_n1``, ``*_n2``, after the clean ones in
+        ``names``) add ``sign(h) * normalize(U[0,1)) * noise_eps`` after every layer. Items then
+        get ``x + S^{n_mm_layers} x`` with S the item semantic graph.
         """
         d = self.config.feat_embed_dim
-        rows = []
+        groups: dict[str, list[str]] = {}
         for name in names:
-            feats = self.id_feat if name == "id" else self.features[name.split("_n")[0]]
-            rows.append(self.branches[name].rows(feats))
-        x = torch.cat(rows, dim=1)
+            groups.setdefault(name.split("_n")[0], []).append(name)
+        hidden = {}
+        for source, members in groups.items():
+            feats = self.id_feat if source == "id" else self.features[source]
+            layers = shared_first_layer([self.branches[n] for n in members], feats)
+            hidden.update(zip(members, layers, strict=True))
+        users, items = [], []
+        for name in names:
+            u, i = self.branches[name].rows(hidden[name])
+            users.append(u)
+            items.append(i)
+        x_u, x_i = torch.cat(users, dim=1), torch.cat(items, dim=1)
         clean = sum(1 for name in names if not name.endswith(("_n1", "_n2"))) * d
-        total, h = x, x
+        total_u, total_i, h_u, h_i = x_u, x_i, x_u, x_i
         for _ in range(self.config.n_layers):
-            h = self.graph @ h
-            if clean < h.shape[1] and generator is not None:
-                h = torch.cat([h[:, :clean], self._perturb(h[:, clean:], generator)], dim=1)
-            total = total + h
-        users, items = total[: self.n_users], total[self.n_users :]
-        extra = items
+            h_u, h_i = self.graph @ h_i, self.graph.T @ h_u
+            if clean < h_u.shape[1] and generator is not None:
+                h_u = self._perturb(h_u, clean, generator)
+                h_i = self._perturb(h_i, clean, generator)
+            total_u, total_i = total_u + h_u, total_i + h_i
+        extra = total_i
         for _ in range(self.config.n_mm_layers):
             extra = self.item_graph @ extra
         if self.config.n_mm_layers:
-            items = items + extra
-        return dict(zip(names, torch.cat([users, items]).split(d, dim=1), strict=True))
+            total_i = total_i + extra
+        return dict(
+            zip(names, zip(total_u.split(d, dim=1), total_i.split(d, dim=1), strict=True),
+                strict=True)
+        )
 
-    def _perturb(self, h: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """SimGCL noise per d-wide branch: ``h + sign(h) * normalize(U[0,1)) * eps`` [N, k * d]."""
+    def _perturb(self, h: torch.Tensor, clean: int, generator: torch.Generator) -> torch.Tensor:
+        """SimGCL noise on the columns after ``clean``, per d-wide branch:
+        ``h + sign(h) * normalize(U[0,1)) * eps`` [n, k * d]."""
         n, d = h.shape[0], self.config.feat_embed_dim
-        uniform = torch.rand((n, h.shape[1] // d, d), generator=generator, device=h.device)
-        noise = nn.functional.normalize(uniform, dim=2).view(n, -1)
-        return h + torch.sign(h.detach()) * noise * self.config.noise_eps
+        k = (h.shape[1] - clean) // d
+        uniform = torch.rand((n, k, d), generator=generator, device=h.device)
+        noise = nn.functional.normalize(uniform, dim=2).view(n, -1) * self.config.noise_eps
+        noise = torch.cat([noise.new_zeros(n, clean), noise], dim=1)
+        return h + torch.sign(h.detach()) * noise
 
     def fuse(
-        self, out: dict[str, torch.Tensor], names: list[str]
+        self, out: dict[str, tuple[torch.Tensor, torch.Tensor]], names: list[str]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Fused user [U, D] (per-user modality weights) and item [I, D] tables of ``names``."""
-        parts = [out[name] for name in names]
-        users = torch.cat(
-            [p[: self.n_users] * self.weight_u[:, i] for i, p in enumerate(parts)], dim=1
-        )
-        items = torch.cat([p[self.n_users :] for p in parts], dim=1)
+        users = torch.cat([out[m][0] * self.weight_u[:, k] for k, m in enumerate(names)], dim=1)
+        items = torch.cat([out[m][1] for m in names], dim=1)
         return users, items
 
     def representations(
@@ -222,9 +261,9 @@ class MENTOR(Recommender):
             return reps
         m_count = len(self.modalities)
         reps["fused"] = torch.cat([fused_u, fused_i])
-        reps["guide"] = out["id"].repeat(1, m_count)
+        reps["guide"] = torch.cat(out["id"]).repeat(1, m_count)
         for m in self.modalities:
-            reps[f"mod:{m}"] = out[m].repeat(1, m_count)
+            reps[f"mod:{m}"] = torch.cat(out[m]).repeat(1, m_count)
         for view in ("n1", "n2"):
             sub = [f"{m}_{view}" for m in self.modalities]
             reps[f"{view}_u"], reps[f"{view}_i"] = self.fuse(out, sub)
@@ -249,7 +288,8 @@ class MENTOR(Recommender):
             for j in range(i + 1, len(tables))
         )
         terms["align"] = cfg.align_weight * align
-        terms["feature"] = cfg.mask_weight_f * self._feature_term(users_r, items_r, generator)
+        if cfg.feature_mask_grad:
+            terms["feature"] = cfg.mask_weight_f * self._feature_term(users_r, items_r, generator)
         terms["contrast"] = cfg.mask_weight_g * self._contrast(reps, batch)
         if cfg.eval_reps == "last_batch":
             self.result_users.copy_(users_r.detach())
@@ -261,30 +301,38 @@ class MENTOR(Recommender):
     ) -> torch.Tensor:
         """``(1 - cos(dropout(r), mlp(r)))`` averaged over items, plus the same over users.
 
-        Official behaviour (``feature_mask_grad=false``): computed without gradient, a constant.
+        Only computed with ``feature_mask_grad=true``: the official code evaluates it without
+        gradient, so there it is a constant that trains nothing and is left out.
         """
-        with torch.set_grad_enabled(self.config.feature_mask_grad and torch.is_grad_enabled()):
-            total = users.new_zeros(())
-            for table in (items, users):
-                if not self.config.feature_mask_grad:
-                    table = table.detach()
-                keep = 1.0 - self.config.dropout
-                mask = torch.rand(table.shape, generator=generator, device=table.device) < keep
-                dropped = table * mask / keep
-                cos = nn.functional.cosine_similarity(dropped, self.mlp(table), dim=1)
-                total = total + (1.0 - cos.mean())
+        total = users.new_zeros(())
+        for table in (items, users):
+            keep = 1.0 - self.config.dropout
+            mask = torch.rand(table.shape, generator=generator, device=table.device) < keep
+            dropped = table * mask / keep
+            cos = nn.functional.cosine_similarity(dropped, self.mlp(table), dim=1)
+            total = total + (1.0 - cos.mean())
         return total
 
     def _contrast(self, reps: dict[str, torch.Tensor], batch: Batch) -> torch.Tensor:
-        """InfoNCE between the two perturbed views, over users plus over items."""
+        """InfoNCE between the two perturbed views, over users plus over items.
+
+        ``contrast_dtype="auto"`` runs its three large products in bfloat16 where the device has
+        native bfloat16 matrix units (float32 accumulation; gradients within ~1e-4 relative of
+        float32), in float32 elsewhere.
+        """
         cfg = self.config
+        dtype = torch.float32
+        if cfg.contrast_dtype == "bfloat16" or (
+            cfg.contrast_dtype == "auto" and native_bf16(reps["n1_u"].device)
+        ):
+            dtype = torch.bfloat16
         n1_u, n2_u, n1_i, n2_i = reps["n1_u"], reps["n2_u"], reps["n1_i"], reps["n2_i"]
         if cfg.contrast_scope == "batch":
             users = torch.unique(batch.users)
             items = torch.unique(torch.cat([batch.positives, batch.negatives]))
             n1_u, n2_u, n1_i, n2_i = n1_u[users], n2_u[users], n1_i[items], n2_i[items]
-        return info_nce(n1_u, n2_u, cfg.temp, cfg.contrast_block) + info_nce(
-            n1_i, n2_i, cfg.temp, cfg.contrast_block
+        return info_nce(n1_u, n2_u, cfg.temp, cfg.contrast_block, dtype) + info_nce(
+            n1_i, n2_i, cfg.temp, cfg.contrast_block, dtype
         )
 
     # ----------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from mentor.data.dataset import Dataset
 from mentor.data.sampler import BPRSampler
 from mentor.errors import MentorError
 from mentor.eval.evaluator import GroundTruth, evaluate_rankings, full_ranking, user_item_matrix
-from mentor.graph import SparseGraph, bipartite_graph
+from mentor.graph import SparseGraph, bipartite_graph, interaction_graph
 from mentor.models.base import ModelContext, Recommender
 from mentor.registry import get_model
 from mentor.semantic import SemanticGraphCache
@@ -100,6 +100,7 @@ def build_context(
     """The model context of ``dataset`` on ``device``."""
     train = dataset.train
     graph = bipartite_graph(train[:, 0], train[:, 1], dataset.n_users, dataset.n_items)
+    interactions = interaction_graph(train[:, 0], train[:, 1], dataset.n_users, dataset.n_items)
     features = {m: torch.from_numpy(f).to(device) for m, f in dataset.features.items()}
 
     def semantic(weights: dict[str, float], k: int) -> SparseGraph:
@@ -110,6 +111,7 @@ def build_context(
         n_items=dataset.n_items,
         train=train,
         graph=graph.to(device),
+        interactions=interactions.to(device),
         features=features,
         semantic_graph=semantic,
     )
