@@ -136,7 +136,10 @@ def test_apply_override_through_a_value() -> None:
 @pytest.mark.parametrize(
     ("values", "fragment"),
     [
-        ({"valid_metric": "recall@7"}, "eval.valid_metric uses @7 but eval.topk is [5, 10, 20, 50]"),
+        (
+            {"valid_metric": "recall@7"},
+            "eval.valid_metric uses @7 but eval.topk is [5, 10, 20, 50]",
+        ),
         ({"valid_metric": "foo@10"}, "'foo@10' is not a metric"),
         ({"valid_metric": "recall"}, "'recall' is not a metric"),
         ({"valid_metric": "recall@0"}, "'recall@0' is not a metric"),

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BAD_CASES, item_ext, make_bad_dataset, make_dataset, need_shared, read_rows, user_ext
+from conftest import (
+    BAD_CASES,
+    item_ext,
+    make_bad_dataset,
+    make_dataset,
+    need_shared,
+    read_rows,
+    user_ext,
+)
 
 from mentor.data.dataset import load_dataset
 from mentor.errors import MentorError
@@ -147,7 +155,9 @@ def test_bad_mapping(tmp_path: Path) -> None:
     with pytest.raises(MentorError, match=r"u_id_mapping\.tsv: line 1: expected two columns"):
         load_dataset(folder)
     (folder / "u_id_mapping.tsv").write_text("user_id\tuserID\nu1\t0\nu2\t1\nu3\t0\n")
-    with pytest.raises(MentorError, match=r"u_id_mapping\.tsv: line 4: internal id 0 appears twice"):
+    with pytest.raises(
+        MentorError, match=r"u_id_mapping\.tsv: line 4: internal id 0 appears twice"
+    ):
         load_dataset(folder)
     (folder / "u_id_mapping.tsv").write_text("user_id\tuserID\nu1\t0\nu2\tone\n")
     with pytest.raises(MentorError, match=r"u_id_mapping\.tsv: line 3: column 'userID'"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,12 +41,15 @@ class SparseGraph:
         def to_torch(m: sp.spmatrix) -> torch.Tensor:
             m = sp.csr_matrix(m, dtype=np.float32)
             m.sort_indices()
-            return torch.sparse_csr_tensor(
-                torch.from_numpy(m.indptr.astype(np.int64)),
-                torch.from_numpy(m.indices.astype(np.int64)),
-                torch.from_numpy(m.data),
-                size=m.shape,
-            )
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+                return torch.sparse_csr_tensor(
+                    torch.from_numpy(m.indptr.astype(np.int64)),
+                    torch.from_numpy(m.indices.astype(np.int64)),
+                    torch.from_numpy(m.data),
+                    size=m.shape,
+                    check_invariants=False,
+                )
 
         forward = to_torch(matrix)
         return cls(forward, forward if symmetric else to_torch(matrix.T))

@@ -41,7 +41,7 @@ class LightGCN(Recommender):
         self, config: LightGCNConfig, ctx: ModelContext, generator: torch.Generator
     ) -> None:
         super().__init__(config, ctx, generator)
-        self.graph = ctx.graph
+        self.graph = ctx.interactions
         self.user_embedding = xavier_uniform((ctx.n_users, config.embedding_size), generator)
         self.item_embedding = xavier_uniform((ctx.n_items, config.embedding_size), generator)
         self._users: torch.Tensor | None = None
@@ -52,14 +52,18 @@ class LightGCN(Recommender):
         return super()._apply(fn, recurse)
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Layer-mean representations: users [n_users, d], items [n_items, d]."""
-        x = torch.cat([self.user_embedding, self.item_embedding])
-        total = x
+        """Layer-mean representations: users [n_users, d], items [n_items, d].
+
+        One layer is ``users <- G @ items, items <- G^T @ users`` with G the normalised user-item
+        block, the same as a product with the full bipartite graph.
+        """
+        h_u, h_i = self.user_embedding, self.item_embedding
+        total_u, total_i = h_u, h_i
         for _ in range(self.config.n_layers):
-            x = self.graph @ x
-            total = total + x
-        total = total / (self.config.n_layers + 1)
-        return total[: self.n_users], total[self.n_users :]
+            h_u, h_i = self.graph @ h_i, self.graph.T @ h_u
+            total_u, total_i = total_u + h_u, total_i + h_i
+        scale = 1.0 / (self.config.n_layers + 1)
+        return total_u * scale, total_i * scale
 
     def loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """BPR on propagated embeddings + EmbLoss on layer-0 embeddings."""
