@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -22,31 +21,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT, machine
 
 VARIANTS = {
     "official (contrast_scope=all, float32)": ["model.contrast_dtype=float32"],
     "official (contrast_scope=all, default dtype)": [],
     "contrast_scope=batch": ["model.contrast_scope=batch"],
 }
-
-
-def machine() -> str:
-    """CPU model, cores and torch version, or the GPU name."""
-    import torch
-
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} (CPU)"
 
 
 def baby_with_random_features(shared: Path, folder: Path) -> Path:
@@ -65,9 +46,25 @@ def run_one(data: Path, extra: list[str], epochs: int, device: str) -> dict:
     """Train for ``epochs`` in a subprocess; return s/epoch (median) and peak RSS (GB)."""
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
-        cmd = [sys.executable, "-m", "mentor.cli", "train", "--model", "mentor", "--data",
-               str(data), "--out", str(run), "--epochs", str(epochs), "--quiet",
-               "--device", device, "--set", "train.patience=1000"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "mentor.cli",
+            "train",
+            "--model",
+            "mentor",
+            "--data",
+            str(data),
+            "--out",
+            str(run),
+            "--epochs",
+            str(epochs),
+            "--quiet",
+            "--device",
+            device,
+            "--set",
+            "train.patience=1000",
+        ]
         for item in extra:
             cmd += ["--set", item]
         start = time.perf_counter()
@@ -78,8 +75,7 @@ def run_one(data: Path, extra: list[str], epochs: int, device: str) -> dict:
             raise SystemExit(f"benchmark run failed: {' '.join(cmd)}\n{proc.stderr.read()}")
         metrics = json.loads((run / "metrics.json").read_text())
         seconds = [
-            float(line.split(",")[2])
-            for line in (run / "history.csv").read_text().splitlines()[1:]
+            float(line.split(",")[2]) for line in (run / "history.csv").read_text().splitlines()[1:]
         ]
     return {
         "seconds_per_epoch": metrics["seconds_per_epoch"],
@@ -116,16 +112,25 @@ def main() -> None:
             for variant, extra in VARIANTS.items():
                 result = run_one(data, base + extra, epochs, args.device)
                 rows.append({"data": name, "variant": variant, "epochs": epochs, **result})
-                print(f"{name:<11} {variant:<45} {result['seconds_per_epoch']:8.2f} s/epoch "
-                      f"{result['peak_rss_gb']:5.2f} GB", flush=True)
+                print(
+                    f"{name:<11} {variant:<45} {result['seconds_per_epoch']:8.2f} s/epoch "
+                    f"{result['peak_rss_gb']:5.2f} GB",
+                    flush=True,
+                )
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = {"machine": machine(), "device": args.device, "rows": rows}
     suffix = "" if args.device == "cpu" else f"_{args.device}"
     (args.out / f"mentor_speed{suffix}.json").write_text(json.dumps(stamp, indent=2) + "\n")
-    lines = [f"Machine: {stamp['machine']}", "",
-             "| data | variant | s/epoch (median) | peak RSS (GB) |", "|---|---|---|---|"]
-    lines += [f"| {r['data']} | {r['variant']} | {r['seconds_per_epoch']:.2f} | "
-              f"{r['peak_rss_gb']:.2f} |" for r in rows]
+    lines = [
+        f"Machine: {stamp['machine']}",
+        "",
+        "| data | variant | s/epoch (median) | peak RSS (GB) |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['data']} | {r['variant']} | {r['seconds_per_epoch']:.2f} | {r['peak_rss_gb']:.2f} |"
+        for r in rows
+    ]
     (args.out / f"mentor_speed{suffix}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

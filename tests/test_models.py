@@ -91,7 +91,9 @@ def test_contract(name: str, tiny: Path, tmp_path: Path) -> None:
         other, _ = make(name, tiny, tmp_path, seed=4)
         assert any(
             not torch.equal(a, b)
-            for (ka, a), (_, b) in zip(model.state_dict().items(), other.state_dict().items())
+            for (ka, a), (_, b) in zip(
+                model.state_dict().items(), other.state_dict().items(), strict=True
+            )
             if not ka.startswith("result_")
         )
 
@@ -266,5 +268,7 @@ def test_mentor_bf16_contrast_close_to_float32(tiny: Path, tmp_path: Path) -> No
     out = {}
     for dtype in ("float32", "bfloat16"):
         model, dataset = make("mentor", tiny, tmp_path, contrast_dtype=dtype)
-        out[dtype] = float(model.loss(a_batch(dataset), torch.Generator().manual_seed(0))["contrast"])
+        out[dtype] = float(
+            model.loss(a_batch(dataset), torch.Generator().manual_seed(0))["contrast"]
+        )
     assert out["bfloat16"] == pytest.approx(out["float32"], rel=1e-2)

@@ -119,6 +119,39 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from mentor.config import apply_override, load_config_file
+    from mentor.search import grid_search, parse_grid
+    from mentor.table import format_table
+
+    tree = load_config_file(Path(args.config)) if args.config else {}
+    tree.pop("model_name", None)
+    for assignment in args.set or []:
+        apply_override(tree, assignment)
+    tree.setdefault("data", {})["path"] = str(args.data)
+    if args.epochs is not None:
+        tree.setdefault("train", {})["epochs"] = args.epochs
+    grid = parse_grid(args.grid)
+    summary = grid_search(
+        args.model, tree, grid, Path(args.out), workers=args.workers, threads=args.threads
+    )
+    metric = summary["valid_metric"]
+    k = metric.split("@")[1]
+    rows = [
+        [
+            r["run"],
+            r["valid"][metric],
+            r["test"][f"recall@{k}"],
+            r["test"][f"ndcg@{k}"],
+            "best" if r is summary["best"] or r["run"] == summary["best"]["run"] else "",
+        ]
+        for r in summary["runs"]
+    ]
+    print(format_table(["run", f"valid {metric}", f"test recall@{k}", f"test ndcg@{k}", ""], rows))
+    print(f"best on valid: {summary['best']['run']} (selection never looks at test)")
+    return 0
+
+
 def cmd_quickstart(args: argparse.Namespace) -> int:
     from mentor.quickstart import run_quickstart
 
@@ -183,6 +216,24 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--seed", type=int, default=2026)
     prepare.add_argument("--quiet", action="store_true")
     prepare.set_defaults(func=cmd_data_prepare)
+
+    search = sub.add_parser("search", help="grid search, selected on the valid split only")
+    search.add_argument("--model", required=True)
+    search.add_argument("--data", required=True)
+    search.add_argument("--out", required=True, help="search folder (resumable)")
+    search.add_argument(
+        "--grid",
+        action="append",
+        required=True,
+        metavar="KEY=[V1,V2]",
+        help="e.g. model.n_layers=[1,2,3,4]; repeat for a product",
+    )
+    search.add_argument("--config", help="JSON/YAML file with shared settings")
+    search.add_argument("--set", action="append", metavar="KEY=VALUE")
+    search.add_argument("--epochs", type=int)
+    search.add_argument("--workers", type=int, default=1, help="runs in parallel")
+    search.add_argument("--threads", type=int, default=0, help="torch threads per run")
+    search.set_defaults(func=cmd_search)
 
     quick = sub.add_parser(
         "quickstart", help="the main job: MovieLens-100K -> features -> train -> table -> export"

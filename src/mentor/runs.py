@@ -1,4 +1,4 @@
-"""Loading finished runs: configuration, data set and best-valid model, for evaluation and export."""
+"""Loading finished runs (configuration, data set, best-valid model) for evaluation and export."""
 
 from __future__ import annotations
 

@@ -9,5 +9,11 @@ from mentor.graph.ops import (
     normalise_sym,
 )
 
-__all__ = ["SparseGraph", "bipartite_graph",
-    "interaction_graph", "knn_graph", "knn_indices", "normalise_sym"]
+__all__ = [
+    "SparseGraph",
+    "bipartite_graph",
+    "interaction_graph",
+    "knn_graph",
+    "knn_indices",
+    "normalise_sym",
+]

@@ -9,6 +9,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+
 class _SparseMatmul(torch.autograd.Function):
     """``A @ x`` whose backward is ``A^T @ grad`` with a precomputed transpose."""
 

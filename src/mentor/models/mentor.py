@@ -222,8 +222,11 @@ class MENTOR(Recommender):
         if self.config.n_mm_layers:
             total_i = total_i + extra
         return dict(
-            zip(names, zip(total_u.split(d, dim=1), total_i.split(d, dim=1), strict=True),
-                strict=True)
+            zip(
+                names,
+                zip(total_u.split(d, dim=1), total_i.split(d, dim=1), strict=True),
+                strict=True,
+            )
         )
 
     def _perturb(self, h: torch.Tensor, clean: int, generator: torch.Generator) -> torch.Tensor:
