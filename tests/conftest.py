@@ -185,3 +185,9 @@ def need_shared(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared data not available: {path}")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Keep derived graphs and downloads of tests out of the user's cache folder."""
+    monkeypatch.setenv("MENTOR_CACHE", str(tmp_path_factory.getbasetemp() / "mentor-cache"))

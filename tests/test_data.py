@@ -93,11 +93,6 @@ def test_non_integer_id_line_number_counts_header(tmp_path: Path) -> None:
         load_dataset(folder)
 
 
-@pytest.mark.xfail(
-    reason="dataset.py read_inter/_integer_column: pandas skips blank lines, so a bad row after "
-    "a blank line is reported one line too early",
-    strict=True,
-)
 def test_line_number_after_blank_line(tmp_path: Path) -> None:
     folder = tmp_path / "d"
     folder.mkdir()

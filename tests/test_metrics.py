@@ -132,11 +132,6 @@ def test_rank_topk_float64_and_negative_scores() -> None:
     assert rank_topk(scores, 3).tolist() == [[1, 3, 0]]
 
 
-@pytest.mark.xfail(
-    reason="metrics.py rank_topk: -0.0 and +0.0 are tied for torch.topk (fast path) but ordered "
-    "-0.0 < +0.0 by _exact_topk, so the list depends on k",
-    strict=True,
-)
 def test_rank_topk_signed_zero_is_independent_of_k() -> None:
     scores = torch.tensor([[-0.0, 0.0, 1.0]])
     # with ties to the lower index: [2, 0, 1]; top-2 must be its first two

@@ -40,13 +40,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mentor.table import metrics_table
     from mentor.train.loop import fit
 
-    out = Path(args.out)
     if args.resume:
         out = Path(args.resume)
         config = read_run_config(out)
         if args.epochs is not None:
             config.train.epochs = args.epochs
     else:
+        out = Path(args.out)
         config = _build_config(args)
         if (out / "metrics.json").exists() or (out / "checkpoint.safetensors").exists():
             raise MentorError(

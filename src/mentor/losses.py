@@ -44,9 +44,11 @@ class _BlockInfoNCE(torch.autograd.Function):
         log_sums = torch.empty(n, dtype=acc, device=a.device)
         for start in range(0, n, block):
             stop = min(start + block, n)
-            weights = (a_s[start:stop] @ b_d.T).exp_()
+            # |a.b| <= 1: shifting the logits by -1/t keeps exp() in range for any t
+            shift = a_s.new_full((1, 1), -1.0 / temp).expand(stop - start, n)
+            weights = torch.addmm(shift, a_s[start:stop], b_d.T).exp_()
             sums = weights.sum(dim=1, dtype=acc)
-            log_sums[start:stop] = sums.log()
+            log_sums[start:stop] = sums.log() + 1.0 / temp
             if need_a:
                 grad_a[start:stop] = (weights @ b_d).to(acc) / sums.unsqueeze(1)
             if need_b:

@@ -14,6 +14,7 @@ from mentor.config import RunConfig, resolve_config
 from mentor.data.dataset import Dataset, load_dataset
 from mentor.errors import MentorError
 from mentor.models.base import Recommender
+from mentor.paths import cache_dir
 from mentor.semantic import SemanticGraphCache
 from mentor.train.checkpoint import load_tensors
 from mentor.train.loop import BEST, Evaluator, build_model, resolve_device
@@ -58,7 +59,7 @@ def load_run(run: Path, device: str = "cpu", data: Path | None = None) -> Loaded
         config.data.path = str(data)
     dataset = load_dataset(config.data.path, config.data.modalities)
     dev = resolve_device(device)
-    model = build_model(config, dataset, dev, SemanticGraphCache(run / "cache"))
+    model = build_model(config, dataset, dev, SemanticGraphCache(cache_dir() / "graphs"))
     best = run / BEST
     if best.exists():
         tensors, _ = load_tensors(best)
@@ -82,6 +83,8 @@ def export_topk(loaded: LoadedRun, k: int, out: Path) -> int:
     dataset = loaded.dataset
     users = np.unique(dataset.train[:, 0])
     topk = loaded.evaluator.rank(loaded.model, users, k, loaded.device, "test").numpy()
+    exclude = loaded.evaluator.exclude["test"]
+    short = (dataset.n_items - np.diff(exclude.indptr)) < k  # users with fewer than k candidates
     out.parent.mkdir(parents=True, exist_ok=True)
     user_ids = np.asarray(dataset.user_ids, dtype=object)
     item_ids = np.asarray(dataset.item_ids, dtype=object)
@@ -91,9 +94,12 @@ def export_topk(loaded: LoadedRun, k: int, out: Path) -> int:
         handle.write("user\trank\titem\n")
         ranks = np.arange(1, topk.shape[1] + 1)
         for row, user in enumerate(users):
-            names = item_ids[topk[row]]
+            items = topk[row]
+            if short[user]:
+                items = items[~np.isin(items, exclude[user].indices)]
             uid = user_ids[user]
-            handle.write("".join(f"{uid}\t{r}\t{i}\n" for r, i in zip(ranks, names, strict=True)))
+            lines = (f"{uid}\t{r}\t{i}\n" for r, i in zip(ranks, item_ids[items], strict=False))
+            handle.write("".join(lines))
         tmp = Path(handle.name)
     tmp.replace(out)
     return len(users)

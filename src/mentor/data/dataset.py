@@ -94,6 +94,14 @@ def _find_inter(folder: Path) -> Path:
     return found[0]
 
 
+def _read_tsv(path: Path) -> pd.DataFrame:
+    """Read a tab-separated file with a header; the index holds each row's line number."""
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, skip_blank_lines=False)
+    frame.index = np.arange(2, len(frame) + 2)
+    blank = (frame == "").all(axis=1)
+    return frame[~blank.to_numpy()]
+
+
 def _integer_column(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
     """Parse a column as non-negative integers; report the first bad line (1 = header)."""
     values = pd.to_numeric(frame[column], errors="coerce")
@@ -101,7 +109,7 @@ def _integer_column(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise MentorError(
-            f"{path}: line {row + 2}: column '{column}' has {frame[column].iloc[row]!r}; "
+            f"{path}: line {frame.index[row]}: column '{column}' has {frame[column].iloc[row]!r}; "
             "ids must be non-negative integers (map external ids in u_id_mapping.tsv / "
             "i_id_mapping.tsv)"
         )
@@ -111,7 +119,7 @@ def _integer_column(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
 def read_inter(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Read an ``.inter`` file: (users, items, x_label, warnings), duplicates dropped."""
     try:
-        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        frame = _read_tsv(path)
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise MentorError(f"{path}: not a tab-separated file with a header ({exc})") from None
     except pd.errors.EmptyDataError:
@@ -129,7 +137,7 @@ def read_inter(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise MentorError(
-            f"{path}: line {row + 2}: x_label is {frame['x_label'].iloc[row]!r}; "
+            f"{path}: line {frame.index[row]}: x_label is {frame['x_label'].iloc[row]!r}; "
             "use 0 (train), 1 (valid) or 2 (test)"
         )
     labels_arr = labels.to_numpy().astype(np.int64)
@@ -148,7 +156,7 @@ def read_inter(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str
 def read_mapping(path: Path, internal_name: str) -> dict[int, str]:
     """Read ``u_id_mapping.tsv`` / ``i_id_mapping.tsv``: internal id -> external id."""
     try:
-        frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+        frame = _read_tsv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise MentorError(f"{path}: not a tab-separated mapping with a header ({exc})") from None
     if frame.shape[1] != 2:
@@ -160,7 +168,9 @@ def read_mapping(path: Path, internal_name: str) -> dict[int, str]:
     dup = pd.Series(internal).duplicated().to_numpy()
     if dup.any():
         row = int(np.flatnonzero(dup)[0])
-        raise MentorError(f"{path}: line {row + 2}: internal id {internal[row]} appears twice")
+        raise MentorError(
+            f"{path}: line {frame.index[row]}: internal id {internal[row]} appears twice"
+        )
     return dict(zip(internal.tolist(), frame.iloc[:, 0].tolist(), strict=True))
 
 

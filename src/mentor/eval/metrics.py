@@ -19,7 +19,7 @@ import torch
 def _exact_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
     """Top-``k`` by (score descending, index ascending) through exact int64 sort keys."""
     n = scores.shape[1]
-    bits = scores.float().contiguous().view(torch.int32)
+    bits = (scores.float() + 0.0).contiguous().view(torch.int32)  # -0.0 -> +0.0
     ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(torch.int64)
     index = torch.arange(n - 1, -1, -1, device=scores.device, dtype=torch.int64)
     top = torch.topk((ordered << 32) | index, k, dim=1, sorted=True).values

@@ -29,6 +29,7 @@ from mentor.errors import MentorError
 from mentor.eval.evaluator import GroundTruth, evaluate_rankings, full_ranking, user_item_matrix
 from mentor.graph import SparseGraph, bipartite_graph, interaction_graph
 from mentor.models.base import ModelContext, Recommender
+from mentor.paths import cache_dir
 from mentor.registry import get_model
 from mentor.semantic import SemanticGraphCache
 from mentor.train.checkpoint import (
@@ -62,6 +63,11 @@ class Evaluator:
     """Ground truth and masks of one data set; ranks a model's scores and computes metrics."""
 
     def __init__(self, dataset: Dataset, ks: list[int], batch_users: int, mask_valid: bool):
+        if max(ks) > dataset.n_items:
+            raise MentorError(
+                f"eval.topk asks for @{max(ks)} but {dataset.path} has only {dataset.n_items} "
+                f"items; set e.g. --set 'eval.topk=[5,10]'"
+            )
         self.dataset = dataset
         self.ks = sorted(ks)
         self.batch_users = batch_users
@@ -174,12 +180,12 @@ def fit(
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     device = resolve_device(config.train.device)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    cache = cache or SemanticGraphCache(run_dir / "cache")
-    model = build_model(config, dataset, device, cache)
     evaluator = Evaluator(
         dataset, config.eval.topk, config.eval.batch_users, config.eval.mask_valid_at_test
     )
+    cache = cache or SemanticGraphCache(cache_dir() / "graphs")
+    model = build_model(config, dataset, device, cache)
+    run_dir.mkdir(parents=True, exist_ok=True)
     for split in ("valid", "test"):
         cold = evaluator.truth[split].cold_users
         if cold:

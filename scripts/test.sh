@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test suite on a fresh machine: set up, lint, then pytest.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck disable=SC1091
+source "$root/scripts/setup.sh" "dev"
+cd "$root"
+ruff check src tests benchmarks
+ruff format --check src tests benchmarks
+python -m pytest -q "$@"
