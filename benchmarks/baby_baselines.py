@@ -55,7 +55,15 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / "baby_baselines.json"
     previous = json.loads(path.read_text())["models"] if path.exists() else {}
-    previous.update({m: s for m, s in out.items()})
+    for model, summary in out.items():
+        runs = {
+            json.dumps(r["params"], sort_keys=True): r
+            for r in previous.get(model, {}).get("runs", [])
+        }
+        runs.update({json.dumps(r["params"], sort_keys=True): r for r in summary["runs"]})
+        merged = list(runs.values())
+        best = max(merged, key=lambda r: r["valid"]["recall@20"])  # valid only
+        previous[model] = {**summary, "runs": merged, "best": best}
     path.write_text(json.dumps({"machine": machine(), "models": previous}, indent=2) + "\n")
     lines = [
         f"Machine: {machine()}",

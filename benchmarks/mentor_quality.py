@@ -76,6 +76,9 @@ def main() -> None:
             for r in summary["runs"]
         ]
     RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "mentor_quality.json"
+    if path.exists():
+        table = {**json.loads(path.read_text())["variants"], **table}
     (RESULTS / "mentor_quality.json").write_text(
         json.dumps({"machine": machine(), "variants": table}, indent=2) + "\n"
     )

@@ -11,18 +11,19 @@ from pathlib import Path
 import scipy.sparse as sp
 import torch
 
+from mentor import __version__
 from mentor.data.dataset import Dataset
 from mentor.errors import MentorError
 from mentor.graph import SparseGraph, knn_graph, knn_indices
 
-GRAPH_VERSION = "knn-sym-1"
+GRAPH_VERSION = f"knn-sym-1/mentor-{__version__}"
 
 
 def semantic_graph(
     features: dict[str, torch.Tensor],
     weights: dict[str, float],
     k: int,
-    block_size: int = 2048,
+    block_size: int | None = None,
     progress: bool = False,
 ) -> sp.csr_matrix:
     """``sum_m weights[m] * D^-1/2 A_m D^-1/2`` with ``A_m`` the binary top-``k`` cosine graph.

@@ -66,10 +66,18 @@ class SparseGraph:
         return tuple(self.matrix.shape)  # type: ignore[return-value]
 
     def to(self, device: torch.device | str) -> SparseGraph:
-        """Copy to ``device``; a symmetric graph stays one tensor."""
-        forward = self.matrix.to(device)
+        """Copy to ``device``; a symmetric graph stays one tensor. MPS gets COO tensors (its
+        sparse kernels take that layout)."""
+        device = torch.device(device)
+
+        def move(m: torch.Tensor) -> torch.Tensor:
+            if device.type == "mps" and m.layout == torch.sparse_csr:
+                m = m.to_sparse_coo().coalesce()
+            return m.to(device)
+
+        forward = move(self.matrix)
         same = self.transpose is self.matrix
-        return SparseGraph(forward, forward if same else self.transpose.to(device))
+        return SparseGraph(forward, forward if same else move(self.transpose))
 
     def __matmul__(self, x: torch.Tensor) -> torch.Tensor:
         """Propagate: [n_cols, d] -> [n_rows, d], differentiable in ``x``."""
@@ -134,11 +142,17 @@ def interaction_graph(
 
 
 def knn_indices(
-    features: torch.Tensor, k: int, block_size: int = 2048, progress: bool = False
+    features: torch.Tensor,
+    k: int,
+    block_size: int | None = None,
+    progress: bool = False,
+    memory_bytes: int = 256 * 2**20,
 ) -> torch.Tensor:
     """Top-``k`` cosine neighbours of every row (itself included), computed in row blocks.
 
-    Never forms the full ``n x n`` similarity matrix: memory is ``block_size x n``.
+    Never forms the full ``n x n`` similarity matrix: a block holds ``block_size x n``
+    similarities, by default as many rows as fit in ``memory_bytes`` (256 MB: 64 rows at
+    10^6 items).
 
     Args:
         features: [n, d] raw features.
@@ -149,6 +163,8 @@ def knn_indices(
     normed = torch.nn.functional.normalize(features.float(), dim=1)
     n = normed.shape[0]
     k = min(k, n)
+    if block_size is None:
+        block_size = max(1, min(4096, memory_bytes // (4 * n)))
     out = torch.empty((n, k), dtype=torch.long, device=features.device)
     starts = range(0, n, block_size)
     if progress:

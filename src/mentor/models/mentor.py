@@ -21,6 +21,7 @@ from torch import nn
 
 from mentor.data.sampler import Batch
 from mentor.errors import MentorError
+from mentor.hardware import native_bf16
 from mentor.losses import bpr_loss, info_nce, mean_var_gap
 from mentor.models.base import ModelContext, Recommender
 
@@ -67,18 +68,6 @@ def default_semantic_weights(modalities: list[str]) -> dict[str, float]:
     if set(modalities) == {"image", "text"}:
         return {"image": 0.1, "text": 0.9}
     return {m: 1.0 / len(modalities) for m in modalities}
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether ``device`` multiplies bfloat16 matrices natively (fast, float32 accumulation)."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_capability(device)[0] >= 8
-    if device.type == "cpu":
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            return False
-    return False
 
 
 def _init_linear(layer: nn.Linear, generator: torch.Generator) -> nn.Linear:
