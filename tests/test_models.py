@@ -12,7 +12,7 @@ import torch
 from mentor.config import resolve_config
 from mentor.data.dataset import load_dataset
 from mentor.data.sampler import Batch, BPRSampler
-from mentor.losses import info_nce, mean_var_gap
+from mentor.losses import info_nce, mean_var_gap, table_moments
 from mentor.models.mentor import MENTOR
 from mentor.registry import get_model, model_names
 from mentor.semantic import SemanticGraphCache
@@ -165,8 +165,14 @@ def test_mentor_forward_matches_dense_reference(tiny: Path, tmp_path: Path) -> N
     model, dataset = make("mentor", tiny, tmp_path, noise_eps=0.0, knn_k=3)
     reps = model.representations(torch.Generator().manual_seed(0), with_views=True)
     ref = dense_reference(model, dataset)
+    got = {
+        "fused": torch.cat([reps["fused_u"], reps["fused_i"]]),
+        "guide": torch.cat([reps["id_u"], reps["id_i"]]).repeat(1, 2),
+        "mod:image": torch.cat([reps["image_u"], reps["image_i"]]).repeat(1, 2),
+        "n1_u": reps["n1_u"],
+    }
     for key, expected in ref.items():
-        assert torch.allclose(reps[key].double(), expected, atol=1e-5), key
+        assert torch.allclose(got[key].double(), expected, atol=1e-5), key
 
 
 def test_mentor_loss_terms_by_hand(tiny: Path, tmp_path: Path) -> None:
@@ -185,7 +191,10 @@ def test_mentor_loss_terms_by_hand(tiny: Path, tmp_path: Path) -> None:
     reg = 1e-3 * (prefs + model.weight_u.pow(2).mean())
     assert float(terms["reg"]) == pytest.approx(float(reg), rel=1e-6)
     reps = model.representations(torch.Generator().manual_seed(0), with_views=True)
-    tables = [reps["fused"], reps["guide"], reps["mod:image"], reps["mod:text"]]
+    tables = [torch.cat([reps["fused_u"], reps["fused_i"]])] + [
+        torch.cat([reps[f"{name}_u"], reps[f"{name}_i"]]).repeat(1, 2)
+        for name in ("id", "image", "text")
+    ]
     align = 0.0
     for i in range(4):
         for j in range(i + 1, 4):
@@ -198,7 +207,12 @@ def test_mentor_loss_terms_by_hand(tiny: Path, tmp_path: Path) -> None:
 
 def test_mean_var_gap_by_hand() -> None:
     # var([1,2,3]) (unbiased) = 1, mean = 2; against zeros: |1 - 0| + |2 - 0| = 3
-    assert float(mean_var_gap(torch.tensor([1.0, 2.0, 3.0]), torch.zeros(3))) == pytest.approx(3.0)
+    ones = table_moments([torch.tensor([[1.0], [2.0]]), torch.tensor([[3.0]])])
+    zeros = table_moments([torch.zeros(3, 1)])
+    assert float(mean_var_gap(ones, zeros)) == pytest.approx(3.0)
+    # [x, x] of x = [1, 2, 3]: elements 1,2,3,1,2,3 -> mean 2, unbiased var 4 / 5 = 0.8
+    mean, var = table_moments([torch.tensor([[1.0], [2.0], [3.0]])], copies=2)
+    assert float(mean) == pytest.approx(2.0) and float(var) == pytest.approx(0.8)
 
 
 def test_info_nce_by_hand() -> None:

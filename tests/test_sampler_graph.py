@@ -23,7 +23,7 @@ from mentor.graph import (
     knn_indices,
     normalise_sym,
 )
-from mentor.losses import bpr_loss, emb_norm_loss, info_nce, mean_var_gap
+from mentor.losses import bpr_loss, emb_norm_loss, info_nce, mean_var_gap, table_moments
 from mentor.semantic import SemanticGraphCache, semantic_graph
 
 # ------------------------------------------------------------------ sampler
@@ -318,7 +318,8 @@ def test_emb_norm_loss_golden() -> None:
 def test_mean_var_gap_golden() -> None:
     x = torch.tensor([1.0, 2.0, 3.0])  # mean 2, unbiased var 1
     y = torch.tensor([0.0, 0.0, 0.0, 4.0])  # mean 1, unbiased var (1+1+1+9)/3 = 4
-    assert mean_var_gap(x, y).item() == pytest.approx(3.0 + 1.0)
+    gap = mean_var_gap(table_moments([x[:, None]]), table_moments([y[:, None]]))
+    assert gap.item() == pytest.approx(3.0 + 1.0)
 
 
 def _dense_info_nce(anchors: torch.Tensor, candidates: torch.Tensor, temp: float) -> torch.Tensor:

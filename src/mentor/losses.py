@@ -87,6 +87,23 @@ def info_nce(
     return _BlockInfoNCE.apply(a, b, temp, block, dtype)
 
 
-def mean_var_gap(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``|var(x) - var(y)| + |mean(x) - mean(y)|`` over all elements (unbiased variance)."""
-    return (x.var() - y.var()).abs() + (x.mean() - y.mean()).abs()
+def table_moments(parts: list[torch.Tensor], copies: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scalar mean and unbiased variance of all elements of a table made of row blocks ``parts``
+    laid side by side ``copies`` times (e.g. ``[x, x]`` is ``copies=2``), without building it.
+
+    With n elements per copy, sum s1 and sum of squares s2 (float64):
+    mean = s1 / n, var = copies * (s2 - s1^2 / n) / (copies * n - 1).
+    """
+    n = sum(p.numel() for p in parts)
+    s1 = sum(p.sum(dtype=torch.float64) for p in parts)
+    s2 = sum(torch.linalg.vector_norm(p, dtype=torch.float64).square() for p in parts)
+    mean = s1 / n
+    var = copies * (s2 - s1 * s1 / n) / (copies * n - 1)
+    return mean, var  # type: ignore[return-value]
+
+
+def mean_var_gap(
+    a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor]
+) -> torch.Tensor:
+    """``|var_a - var_b| + |mean_a - mean_b|`` from (mean, var) pairs of two tables."""
+    return ((a[1] - b[1]).abs() + (a[0] - b[0]).abs()).float()

@@ -22,7 +22,7 @@ from torch import nn
 from mentor.data.sampler import Batch
 from mentor.errors import MentorError
 from mentor.hardware import native_bf16
-from mentor.losses import bpr_loss, info_nce, mean_var_gap
+from mentor.losses import bpr_loss, info_nce, mean_var_gap, table_moments
 from mentor.models.base import ModelContext, Recommender
 
 
@@ -241,9 +241,9 @@ class MENTOR(Recommender):
     ) -> dict[str, torch.Tensor]:
         """All tables of one forward pass.
 
-        Returns ``fused_u`` [U, D], ``fused_i`` [I, D] and, with ``with_views``, the full [N, D]
-        tables ``fused``, ``guide``, ``mod:<m>`` and the perturbed views ``n1_u``, ``n1_i``,
-        ``n2_u``, ``n2_i``.
+        Returns ``fused_u`` [U, D] and ``fused_i`` [I, D]; with ``with_views`` also the perturbed
+        views ``n1_u``, ``n1_i``, ``n2_u``, ``n2_i`` and every branch's ``<name>_u`` [U, d] and
+        ``<name>_i`` [I, d] (the guide table is ``[id, id]``, modality m's is ``[m, m]``).
         """
         names = list(self.branches) if with_views else self.modalities
         out = self.propagate(generator, names)
@@ -251,15 +251,29 @@ class MENTOR(Recommender):
         reps = {"fused_u": fused_u, "fused_i": fused_i}
         if not with_views:
             return reps
-        m_count = len(self.modalities)
-        reps["fused"] = torch.cat([fused_u, fused_i])
-        reps["guide"] = torch.cat(out["id"]).repeat(1, m_count)
-        for m in self.modalities:
-            reps[f"mod:{m}"] = torch.cat(out[m]).repeat(1, m_count)
         for view in ("n1", "n2"):
             sub = [f"{m}_{view}" for m in self.modalities]
             reps[f"{view}_u"], reps[f"{view}_i"] = self.fuse(out, sub)
+        for name in ("id", *self.modalities):
+            reps[f"{name}_u"], reps[f"{name}_i"] = out[name]
         return reps
+
+    def alignment(self, reps: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Sum over all pairs of {fused, guide, each modality} tables [N, D] of
+        ``|var_a - var_b| + |mean_a - mean_b|`` (scalar mean, unbiased variance).
+
+        The guide and modality tables repeat one [N, d] table M times; their moments come from
+        that table directly (no repeated copy is built).
+        """
+        m_count = len(self.modalities)
+        stats = [table_moments([reps["fused_u"], reps["fused_i"]])]
+        for name in ("id", *self.modalities):
+            stats.append(table_moments([reps[f"{name}_u"], reps[f"{name}_i"]], copies=m_count))
+        return sum(
+            mean_var_gap(stats[i], stats[j])
+            for i in range(len(stats))
+            for j in range(i + 1, len(stats))
+        )
 
     # ----------------------------------------------------------------------------------------
     def loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -273,13 +287,7 @@ class MENTOR(Recommender):
         terms = {"bpr": bpr_loss(pos, neg, base2=True)}
         prefs = sum(self.branches[m].preference[batch.users].pow(2).mean() for m in self.modalities)
         terms["reg"] = cfg.reg_weight * (prefs + self.weight_u.pow(2).mean())
-        tables = [reps["fused"], reps["guide"], *(reps[f"mod:{m}"] for m in self.modalities)]
-        align = sum(
-            mean_var_gap(tables[i], tables[j])
-            for i in range(len(tables))
-            for j in range(i + 1, len(tables))
-        )
-        terms["align"] = cfg.align_weight * align
+        terms["align"] = cfg.align_weight * self.alignment(reps)
         if cfg.feature_mask_grad:
             terms["feature"] = cfg.mask_weight_f * self._feature_term(users_r, items_r, generator)
         terms["contrast"] = cfg.mask_weight_g * self._contrast(reps, batch)

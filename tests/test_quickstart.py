@@ -1,0 +1,46 @@
+"""The main job end to end on a tiny stand-in for MovieLens (no network, no encoder)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from conftest import make_dataset
+
+import mentor.prepare.movielens as movielens
+from mentor.quickstart import run_quickstart
+
+
+def test_quickstart_trains_tables_and_exports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = make_dataset(tmp_path, n_items=80, features={"genre": 5, "text": 8})
+    monkeypatch.setattr(movielens, "prepare_movielens", lambda out, progress=True: data)
+    monkeypatch.setattr(
+        "mentor.quickstart.SETTINGS",
+        {
+            "pop": {},
+            "lightgcn": {"train": {"epochs": 2}},
+            "mentor": {
+                "model": {"semantic_graph_weights": {"genre": 0.1, "text": 0.9}},
+                "train": {"epochs": 2},
+            },
+        },
+    )
+    out = tmp_path / "qs"
+    results = run_quickstart(out, ["lightgcn", "mentor"], quiet=True)
+    printed = capsys.readouterr().out
+    assert list(results) == ["pop", "lightgcn", "mentor"]
+    for name in results:
+        assert (out / name / "metrics.json").exists()
+        assert name in printed
+    assert "recall@20" in printed
+    with (out / "top20-mentor.tsv").open() as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert rows and set(rows[0]) == {"user", "rank", "item"}
+    assert rows[0]["user"].startswith("u") and rows[0]["item"].startswith("i")  # external ids
+    # a second call reuses the finished runs
+    again = run_quickstart(out, ["lightgcn", "mentor"], quiet=True)
+    assert again == results
+    assert "reusing finished run" in capsys.readouterr().out
