@@ -5,7 +5,8 @@ cd "$(dirname "$0")/.."
 python benchmarks/mentor_speed.py
 python benchmarks/eval_speed.py
 python benchmarks/mentor_quality.py --variants official
-python benchmarks/baby_baselines.py --models bpr
-python benchmarks/baby_baselines.py --models lightgcn --lightgcn-regs 1e-4
+python benchmarks/baselines.py --models pop bpr
+python benchmarks/baselines.py --models lightgcn --lightgcn-regs 1e-4
 python benchmarks/mentor_quality.py --variants contrast_scope=batch feature_mask_grad=true
-python benchmarks/baby_baselines.py --models lightgcn
+python benchmarks/baselines.py --models lightgcn
+python benchmarks/baselines.py --name ml-100k-mm
