@@ -186,7 +186,7 @@ def test_mentor_loss_terms_by_hand(tiny: Path, tmp_path: Path) -> None:
     pos = (u * fused[n_u + batch.positives]).sum(1)
     neg = (u * fused[n_u + batch.negatives]).sum(1)
     bpr = -torch.log2(torch.sigmoid(pos - neg)).mean()
-    assert float(terms["bpr"]) == pytest.approx(float(bpr), rel=1e-5)
+    assert float(terms["bpr"].detach()) == pytest.approx(float(bpr), rel=1e-5)
     prefs = sum(model.branches[m].preference[batch.users].pow(2).mean() for m in ("image", "text"))
     reg = 1e-3 * (prefs + model.weight_u.pow(2).mean())
     assert float(terms["reg"]) == pytest.approx(float(reg), rel=1e-6)
