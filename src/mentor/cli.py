@@ -90,9 +90,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from mentor.registry import _specs
+    from mentor.registry import all_models
 
-    for spec in _specs().values():
+    for spec in all_models():
         print(f"{spec.name:<10} {spec.summary}")
     return 0
 

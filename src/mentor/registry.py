@@ -62,6 +62,11 @@ def model_names() -> list[str]:
     return list(_specs())
 
 
+def all_models() -> list[ModelSpec]:
+    """Every registered model, in registration order."""
+    return list(_specs().values())
+
+
 def get_model(name: str) -> ModelSpec:
     """Look a model up by name (case-insensitive); unknown names get a "did you mean"."""
     specs = _specs()
