@@ -118,8 +118,12 @@ def main() -> None:
                     flush=True,
                 )
     args.out.mkdir(parents=True, exist_ok=True)
-    stamp = {"machine": machine(), "device": args.device, "rows": rows}
     suffix = "" if args.device == "cpu" else f"_{args.device}"
+    previous = args.out / f"mentor_speed{suffix}.json"
+    if args.only and previous.exists():  # keep the other data set's rows of an earlier run
+        kept = [r for r in json.loads(previous.read_text())["rows"] if r["data"] != args.only]
+        rows = kept + rows
+    stamp = {"machine": machine(), "device": args.device, "rows": rows}
     (args.out / f"mentor_speed{suffix}.json").write_text(json.dumps(stamp, indent=2) + "\n")
     lines = [
         f"Machine: {stamp['machine']}",
