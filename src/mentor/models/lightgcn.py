@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from mentor.data.sampler import Batch
-from mentor.losses import bpr_loss, emb_norm_loss
+from mentor.losses import bpr_loss, emb_norm_loss, rows
 from mentor.models.base import ModelContext, Recommender, xavier_uniform
 
 
@@ -68,11 +68,15 @@ class LightGCN(Recommender):
     def loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """BPR on propagated embeddings + EmbLoss on layer-0 embeddings."""
         users, items = self.propagate()
-        u, p, n = users[batch.users], items[batch.positives], items[batch.negatives]
+        u, p, n = (
+            rows(users, batch.users),
+            rows(items, batch.positives),
+            rows(items, batch.negatives),
+        )
         reg = emb_norm_loss(
-            self.user_embedding[batch.users],
-            self.item_embedding[batch.positives],
-            self.item_embedding[batch.negatives],
+            rows(self.user_embedding, batch.users),
+            rows(self.item_embedding, batch.positives),
+            rows(self.item_embedding, batch.negatives),
         )
         return {
             "bpr": bpr_loss((u * p).sum(1), (u * n).sum(1)),

@@ -22,7 +22,7 @@ from torch import nn
 from mentor.data.sampler import Batch
 from mentor.errors import MentorError
 from mentor.hardware import native_bf16
-from mentor.losses import bpr_loss, info_nce, mean_var_gap, table_moments
+from mentor.losses import bpr_loss, info_nce, mean_var_gap, rows, table_moments
 from mentor.models.base import ModelContext, Recommender
 
 
@@ -48,7 +48,7 @@ class MentorConfig:
     contrast_scope: Literal["all", "batch"] = "all"
     eval_reps: Literal["last_batch", "fresh"] = "last_batch"
     contrast_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
-    contrast_block: int = 256
+    contrast_block: int = 0
 
     def validate(self, where: str) -> None:
         """Reject settings that cannot work."""
@@ -224,9 +224,9 @@ class MENTOR(Recommender):
         n, d = h.shape[0], self.config.feat_embed_dim
         k = (h.shape[1] - clean) // d
         uniform = torch.rand((n, k, d), generator=generator, device=h.device)
-        noise = nn.functional.normalize(uniform, dim=2).view(n, -1) * self.config.noise_eps
-        noise = torch.cat([noise.new_zeros(n, clean), noise], dim=1)
-        return h + torch.sign(h.detach()) * noise
+        noise = h.new_zeros(h.shape)
+        noise[:, clean:] = nn.functional.normalize(uniform, dim=2).view(n, -1)
+        return torch.addcmul(h, torch.sign(h.detach()), noise, value=self.config.noise_eps)
 
     def fuse(
         self, out: dict[str, tuple[torch.Tensor, torch.Tensor]], names: list[str]
@@ -281,11 +281,13 @@ class MENTOR(Recommender):
         cfg = self.config
         reps = self.representations(generator, with_views=True)
         users_r, items_r = reps["fused_u"], reps["fused_i"]
-        u = users_r[batch.users]
-        pos = (u * items_r[batch.positives]).sum(1)
-        neg = (u * items_r[batch.negatives]).sum(1)
+        u = rows(users_r, batch.users)
+        pos = (u * rows(items_r, batch.positives)).sum(1)
+        neg = (u * rows(items_r, batch.negatives)).sum(1)
         terms = {"bpr": bpr_loss(pos, neg, base2=True)}
-        prefs = sum(self.branches[m].preference[batch.users].pow(2).mean() for m in self.modalities)
+        prefs = sum(
+            rows(self.branches[m].preference, batch.users).pow(2).mean() for m in self.modalities
+        )
         terms["reg"] = cfg.reg_weight * (prefs + self.weight_u.pow(2).mean())
         terms["align"] = cfg.align_weight * self.alignment(reps)
         if cfg.feature_mask_grad:
@@ -330,7 +332,8 @@ class MENTOR(Recommender):
         if cfg.contrast_scope == "batch":
             users = torch.unique(batch.users)
             items = torch.unique(torch.cat([batch.positives, batch.negatives]))
-            n1_u, n2_u, n1_i, n2_i = n1_u[users], n2_u[users], n1_i[items], n2_i[items]
+            n1_u, n2_u = rows(n1_u, users), rows(n2_u, users)
+            n1_i, n2_i = rows(n1_i, items), rows(n2_i, items)
         return info_nce(n1_u, n2_u, cfg.temp, cfg.contrast_block, dtype) + info_nce(
             n1_i, n2_i, cfg.temp, cfg.contrast_block, dtype
         )

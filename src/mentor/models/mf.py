@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from mentor.data.sampler import Batch
-from mentor.losses import bpr_loss, emb_norm_loss
+from mentor.losses import bpr_loss, emb_norm_loss, rows
 from mentor.models.base import ModelContext, Recommender, xavier_uniform
 
 
@@ -35,9 +35,9 @@ class MFBPR(Recommender):
 
     def loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """BPR + EmbLoss regularisation."""
-        u = self.user_embedding[batch.users]
-        p = self.item_embedding[batch.positives]
-        n = self.item_embedding[batch.negatives]
+        u = rows(self.user_embedding, batch.users)
+        p = rows(self.item_embedding, batch.positives)
+        n = rows(self.item_embedding, batch.negatives)
         return {
             "bpr": bpr_loss((u * p).sum(1), (u * n).sum(1)),
             "reg": self.config.reg_weight * emb_norm_loss(u, p, n),
