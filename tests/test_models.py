@@ -271,6 +271,18 @@ def test_mentor_single_modality_and_other_names(tmp_path: Path) -> None:
     assert model.result_users.shape[1] == 128
 
 
+def test_mentor_modality_names_with_suffix_like_parts(tmp_path: Path) -> None:
+    from mentor.errors import MentorError
+
+    data = write_tiny(tmp_path / "norm", {"text_norm": 6})
+    model, dataset = make("mentor", data, tmp_path)
+    assert set(model.branches) == {"text_norm", "id", "text_norm_n1", "text_norm_n2"}
+    terms = model.loss(a_batch(dataset), torch.Generator().manual_seed(0))
+    assert all(torch.isfinite(t) for t in terms.values())
+    with pytest.raises(MentorError, match="reserves the name 'id'"):
+        make("mentor", write_tiny(tmp_path / "idm", {"id": 4}), tmp_path)
+
+
 def test_mentor_rejects_unknown_semantic_modality(tiny: Path, tmp_path: Path) -> None:
     from mentor.errors import MentorError
 

@@ -108,6 +108,11 @@ class ModalityGCN(nn.Module):
         return normalize(self.preference, dim=1), normalize(items, dim=1)
 
 
+def _source(branch: str) -> str:
+    """The features a branch reads: ``text_n1`` -> ``text``; ``id`` -> ``id``."""
+    return branch[:-3] if branch.endswith(("_n1", "_n2")) else branch
+
+
 def shared_first_layer(branches: list[ModalityGCN], features: torch.Tensor) -> list[torch.Tensor]:
     """``branch.mlp(features)`` for branches that read the same features, as one product.
 
@@ -135,6 +140,11 @@ class MENTOR(Recommender):
         self.modalities = list(ctx.features)
         if not self.modalities:
             raise MentorError("MENTOR needs at least one item feature modality")
+        if "id" in self.modalities:
+            raise MentorError(
+                "MENTOR reserves the name 'id' for its ID branch; rename id_feat.npy "
+                "(e.g. to item_feat.npy)"
+            )
         weights = config.semantic_graph_weights or default_semantic_weights(self.modalities)
         unknown = [m for m in weights if m not in self.modalities]
         if unknown:
@@ -185,7 +195,7 @@ class MENTOR(Recommender):
         d = self.config.feat_embed_dim
         groups: dict[str, list[str]] = {}
         for name in names:
-            groups.setdefault(name.split("_n")[0], []).append(name)
+            groups.setdefault(_source(name), []).append(name)
         hidden = {}
         for source, members in groups.items():
             feats = self.id_feat if source == "id" else self.features[source]
