@@ -48,6 +48,12 @@ def run_name(index: int, combo: dict[str, Any]) -> str:
     return f"{index:03d}-{text}"
 
 
+def _is_run_of(run: Path, suffix: str) -> bool:
+    """Whether folder ``run`` is ``<index>-<suffix>``."""
+    index, _, rest = run.name.partition("-")
+    return index.isdigit() and rest == suffix
+
+
 def grid_search(
     model: str,
     base: dict[str, Any],
@@ -85,6 +91,10 @@ def grid_search(
         combo = combos[index]
         tree, _ = trees[index]
         run = out / run_name(index, combo)
+        suffix = run.name.split("-", 1)[1]
+        done = [p for p in sorted(out.glob(f"*-{suffix}")) if (p / "metrics.json").exists()]
+        if done and _is_run_of(done[0], suffix):  # the same combination from an earlier grid
+            run = done[0]
         if not (run / "metrics.json").exists():
             config_file = out / f".config-{index:03d}.json"
             atomic_write_text(config_file, json.dumps({"model_name": model, **tree}))

@@ -1,0 +1,67 @@
+"""Grid search: every combination trained, the best chosen on valid, finished runs reused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import make_dataset
+
+from mentor.cli import main
+from mentor.errors import MentorError
+from mentor.search import combinations, grid_search, parse_grid
+
+
+def test_parse_grid_and_combinations() -> None:
+    grid = parse_grid(["model.n_layers=[1,2]", "model.reg_weight=1e-4"])
+    assert grid == {"model.n_layers": [1, 2], "model.reg_weight": [1e-4]}
+    assert combinations(grid) == [
+        {"model.n_layers": 1, "model.reg_weight": 1e-4},
+        {"model.n_layers": 2, "model.reg_weight": 1e-4},
+    ]
+    with pytest.raises(MentorError):
+        parse_grid(["model.n_layers"])
+    with pytest.raises(MentorError):
+        parse_grid(["model.n_layers=[]"])
+
+
+def test_grid_search_selects_on_valid_and_reuses_runs(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path, n_items=80)
+    base = {"data": {"path": str(data)}, "train": {"epochs": 2}}
+    out = tmp_path / "search"
+    summary = grid_search("bpr", base, {"model.reg_weight": [1e-4, 1.0]}, out, log=lambda _: None)
+    assert len(summary["runs"]) == 2
+    best = max(summary["runs"], key=lambda r: r["valid"]["recall@20"])
+    assert summary["best"]["run"] == best["run"]
+    assert json.loads((out / "search.json").read_text())["best"]["run"] == best["run"]
+    first = {r["run"]: (out / r["run"] / "metrics.json").stat().st_mtime for r in summary["runs"]}
+    # a wider grid later: the finished combinations are found again, not retrained
+    wider = grid_search(
+        "bpr", base, {"model.reg_weight": [1e-2, 1e-4, 1.0]}, out, log=lambda _: None
+    )
+    assert len(wider["runs"]) == 3
+    for run in wider["runs"]:
+        if run["run"] in first:
+            assert (out / run["run"] / "metrics.json").stat().st_mtime == first[run["run"]]
+    assert len(list(out.glob("*reg_weight=0.0001"))) == 1
+
+
+def test_search_cli_rejects_bad_keys_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = make_dataset(tmp_path, n_items=80)
+    argv = [
+        "search",
+        "--model",
+        "bpr",
+        "--data",
+        str(data),
+        "--out",
+        str(tmp_path / "s"),
+        "--grid",
+        "model.reg_weigth=[1e-4]",
+    ]
+    assert main(argv) == 2
+    assert "did you mean 'reg_weight'" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
