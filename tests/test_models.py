@@ -298,3 +298,16 @@ def test_mentor_bf16_contrast_close_to_float32(tiny: Path, tmp_path: Path) -> No
             model.loss(a_batch(dataset), torch.Generator().manual_seed(0))["contrast"]
         )
     assert out["bfloat16"] == pytest.approx(out["float32"], rel=1e-2)
+
+
+@pytest.mark.parametrize("name", ["lightgcn", "mentor"])
+def test_to_moves_inputs_and_keeps_parameters(name: str, tiny: Path, tmp_path: Path) -> None:
+    model, _ = make(name, tiny, tmp_path)
+    before = dict(model.named_parameters())
+    moved = model.to(torch.float64)
+    after = dict(moved.named_parameters())
+    assert before.keys() == after.keys()
+    assert all(
+        isinstance(p, torch.nn.Parameter) and p.dtype == torch.float64 for p in after.values()
+    )
+    assert moved.graph.matrix.device.type == "cpu"

@@ -57,6 +57,23 @@ class Recommender(nn.Module):
         self.n_users = ctx.n_users
         self.n_items = ctx.n_items
 
+    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
+        """``.to()`` / ``.cuda()`` also move the graphs and feature tables the model keeps
+        (plain attributes: they are inputs, not state)."""
+        device = fn(torch.empty(0)).device
+        for key, value in list(vars(self).items()):
+            if key.startswith("_"):  # nn.Module's own registries (_parameters, _buffers, ...)
+                continue
+            if isinstance(value, SparseGraph):
+                setattr(self, key, value.to(device))
+            elif (
+                isinstance(value, dict)
+                and value
+                and all(isinstance(v, torch.Tensor) for v in value.values())
+            ):
+                setattr(self, key, {k: v.to(device) for k, v in value.items()})
+        return super()._apply(fn, recurse)
+
     def loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Loss terms of one batch (scalars); the loop minimises their sum.
 

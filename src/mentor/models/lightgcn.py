@@ -47,10 +47,6 @@ class LightGCN(Recommender):
         self._users: torch.Tensor | None = None
         self._items: torch.Tensor | None = None
 
-    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
-        self.graph = self.graph.to(fn(torch.empty(0)).device)
-        return super()._apply(fn, recurse)
-
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Layer-mean representations: users [n_users, d], items [n_items, d].
 

@@ -174,13 +174,6 @@ class MENTOR(Recommender):
         self.register_buffer("result_users", torch.zeros(ctx.n_users, m_count * d))
         self.register_buffer("result_items", torch.zeros(ctx.n_items, m_count * d))
 
-    def _apply(self, fn, recurse=True):  # type: ignore[no-untyped-def]
-        device = fn(torch.empty(0)).device
-        self.graph = self.graph.to(device)
-        self.item_graph = self.item_graph.to(device)
-        self.features = {m: f.to(device) for m, f in self.features.items()}
-        return super()._apply(fn, recurse)
-
     # ----------------------------------------------------------------------------------------
     def propagate(
         self, generator: torch.Generator | None, names: list[str]
