@@ -35,7 +35,6 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
     if annotation is Any:
         return value
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for arg in typing.get_args(annotation):
             if arg is type(None):
                 if value is None:
@@ -43,8 +42,8 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
                 continue
             try:
                 return _check_type(value, arg, where)
-            except MentorError as exc:
-                errors.append(str(exc))
+            except MentorError:
+                continue
         raise MentorError(f"{where}: {value!r} does not fit {annotation}")
     if origin is typing.Literal:
         if value not in typing.get_args(annotation):
