@@ -147,7 +147,7 @@ def test_float64_features_become_float32(tmp_path: Path) -> None:
 def test_bad_mapping(tmp_path: Path) -> None:
     folder = make_dataset(tmp_path)
     (folder / "u_id_mapping.tsv").write_text("user_id\tuserID\tother\nu1\t0\tx\n")
-    with pytest.raises(MentorError, match=r"u_id_mapping\.tsv: line 1: expected two columns"):
+    with pytest.raises(MentorError, match=r"u_id_mapping\.tsv: line 1: expected two tab-separated columns"):
         load_dataset(folder)
     (folder / "u_id_mapping.tsv").write_text("user_id\tuserID\nu1\t0\nu2\t1\nu3\t0\n")
     with pytest.raises(
@@ -171,6 +171,7 @@ def test_duplicates_dropped_with_warning(tmp_path: Path) -> None:
         "0\t2\t2",  # duplicate pair (0, 2) with another label: the first row wins
         "1\t3\t1",
         "0\t1\t1",  # third copy of (0, 1)
+        "1\t4\t2",
     ]
     (folder / "dup.inter").write_text("\n".join(lines) + "\n")
     ds = load_dataset(folder)
@@ -179,7 +180,7 @@ def test_duplicates_dropped_with_warning(tmp_path: Path) -> None:
     assert "dup.inter" in ds.warnings[0]
     assert sorted(map(tuple, ds.train.tolist())) == [(0, 1), (0, 2), (1, 1)]
     assert ds.splits["valid"].tolist() == [[1, 3]]
-    assert ds.splits["test"].shape == (0, 2)
+    assert ds.splits["test"].tolist() == [[1, 4]]
 
 
 def test_stats_and_cold_start(tmp_path: Path) -> None:

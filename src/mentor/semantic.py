@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import scipy.sparse as sp
@@ -14,6 +12,7 @@ import torch
 from mentor import __version__
 from mentor.data.dataset import Dataset
 from mentor.errors import MentorError
+from mentor.fsutil import atomic_path
 from mentor.graph import SparseGraph, knn_graph, knn_indices
 
 GRAPH_VERSION = f"knn-sym-1/mentor-{__version__}"
@@ -78,13 +77,6 @@ class SemanticGraphCache:
             return SparseGraph.from_scipy(sp.load_npz(path))
         feats = {m: torch.from_numpy(dataset.features[m]) for m in weights}
         matrix = semantic_graph(feats, weights, k, progress=self.progress)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".npz")
-        os.close(fd)
-        try:
-            sp.save_npz(tmp, matrix)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            sp.save_npz(handle, matrix)
         return SparseGraph.from_scipy(matrix)

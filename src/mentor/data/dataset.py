@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from mentor.errors import MentorError
+from mentor.fsutil import file_sha256
 
 REQUIRED_COLUMNS = ("userID", "itemID", "x_label")
 SPLITS = {"train": 0, "valid": 1, "test": 2}
@@ -31,6 +32,7 @@ class Dataset:
         features: ``{modality: float32 array [n_items, dim]}``.
         user_ids, item_ids: external id of every internal id (``str(i)`` without a mapping).
         warnings: what was repaired while loading (e.g. dropped duplicate rows).
+        sources: file name -> path of every file the data set was read from.
     """
 
     name: str
@@ -44,6 +46,7 @@ class Dataset:
     has_user_mapping: bool = False
     has_item_mapping: bool = False
     warnings: list[str] = field(default_factory=list)
+    sources: dict[str, Path] = field(default_factory=dict)
 
     @property
     def train(self) -> np.ndarray:
@@ -54,6 +57,14 @@ class Dataset:
         """Number of distinct users of ``split`` who have no train interaction."""
         users = np.unique(self.splits[split][:, 0])
         return int((~np.isin(users, np.unique(self.train[:, 0]))).sum())
+
+    def fingerprint(self) -> dict[str, str]:
+        """SHA-256 of every source file by name (``.inter``, mappings, loaded features).
+
+        Stored in each run so that a run is never resumed, evaluated or reused on other data;
+        it does not depend on where the folder lies, so a moved data folder still matches.
+        """
+        return {name: file_sha256(path) for name, path in sorted(self.sources.items())}
 
     def feature_checksum(self, modality: str) -> str:
         """SHA-256 of one feature matrix (shape, dtype and bytes)."""
@@ -102,14 +113,26 @@ def _read_tsv(path: Path) -> pd.DataFrame:
     return frame[~blank.to_numpy()]
 
 
+MAX_ID = 2**31 - 1  # ids index dense tables; larger ids would need that many rows
+
+
 def _integer_column(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
-    """Parse a column as non-negative integers; report the first bad line (1 = header)."""
-    values = pd.to_numeric(frame[column], errors="coerce")
-    bad = values.isna() | (values != np.floor(values)) | (values < 0)
+    """Parse a column as non-negative integer ids below 2^31; report the first bad line."""
+    text = frame[column].str.strip()
+    values = pd.to_numeric(text, errors="coerce").astype("float64")
+    integral = text.str.fullmatch(r"\+?\d+(\.0*)?").fillna(False).to_numpy(dtype=bool)
+    bad = ~integral | values.isna().to_numpy() | (values > MAX_ID).to_numpy()
     if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
+        row = int(np.flatnonzero(bad)[0])
+        shown = frame[column].iloc[row]
+        if integral[row]:
+            raise MentorError(
+                f"{path}: line {frame.index[row]}: column '{column}' has {shown!r}, beyond the "
+                f"largest supported id {MAX_ID:,}; renumber ids from 0 (put external ids in "
+                "u_id_mapping.tsv / i_id_mapping.tsv)"
+            )
         raise MentorError(
-            f"{path}: line {frame.index[row]}: column '{column}' has {frame[column].iloc[row]!r}; "
+            f"{path}: line {frame.index[row]}: column '{column}' has {shown!r}; "
             "ids must be non-negative integers (map external ids in u_id_mapping.tsv / "
             "i_id_mapping.tsv)"
         )
@@ -132,15 +155,15 @@ def read_inter(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str
         )
     users = _integer_column(frame, "userID", path)
     items = _integer_column(frame, "itemID", path)
-    labels = pd.to_numeric(frame["x_label"], errors="coerce")
-    bad = ~labels.isin([0, 1, 2])
+    labels = frame["x_label"].str.strip()
+    bad = ~labels.str.fullmatch(r"[012](\.0*)?").fillna(False).to_numpy(dtype=bool)
     if bad.any():
-        row = int(np.flatnonzero(bad.to_numpy())[0])
+        row = int(np.flatnonzero(bad)[0])
         raise MentorError(
             f"{path}: line {frame.index[row]}: x_label is {frame['x_label'].iloc[row]!r}; "
             "use 0 (train), 1 (valid) or 2 (test)"
         )
-    labels_arr = labels.to_numpy().astype(np.int64)
+    labels_arr = pd.to_numeric(labels).to_numpy().astype(np.int64)
     warnings: list[str] = []
     pairs = pd.DataFrame({"u": users, "i": items})
     dup = pairs.duplicated().to_numpy()
@@ -154,14 +177,16 @@ def read_inter(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str
 
 
 def read_mapping(path: Path, internal_name: str) -> dict[int, str]:
-    """Read ``u_id_mapping.tsv`` / ``i_id_mapping.tsv``: internal id -> external id."""
+    """Read an id mapping (``u_id_mapping.tsv|csv`` / ``i_id_mapping.tsv|csv``, tab-separated
+    with a header: external id, internal id): internal id -> external id."""
     try:
         frame = _read_tsv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise MentorError(f"{path}: not a tab-separated mapping with a header ({exc})") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "empty file"
+        raise MentorError(f"{path}: not a tab-separated mapping with a header ({first})") from None
     if frame.shape[1] != 2:
         raise MentorError(
-            f"{path}: line 1: expected two columns (external id, {internal_name}), "
+            f"{path}: line 1: expected two tab-separated columns (external id, {internal_name}), "
             f"found {frame.shape[1]}"
         )
     internal = _integer_column(frame, frame.columns[1], path)
@@ -171,7 +196,50 @@ def read_mapping(path: Path, internal_name: str) -> dict[int, str]:
         raise MentorError(
             f"{path}: line {frame.index[row]}: internal id {internal[row]} appears twice"
         )
-    return dict(zip(internal.tolist(), frame.iloc[:, 0].tolist(), strict=True))
+    external = frame.iloc[:, 0].str.strip()
+    dup = external.duplicated().to_numpy() | (external == "").to_numpy()
+    if dup.any():
+        row = int(np.flatnonzero(dup)[0])
+        what = "is empty" if external.iloc[row] == "" else f"{external.iloc[row]!r} appears twice"
+        raise MentorError(
+            f"{path}: line {frame.index[row]}: external id {what}; every id needs one distinct "
+            "external id"
+        )
+    return dict(zip(internal.tolist(), external.tolist(), strict=True))
+
+
+def _find_mapping(folder: Path, stem: str) -> Path | None:
+    """``<stem>.tsv`` (ours) or ``<stem>.csv`` (MMRec's preprocessing; also tab-separated)."""
+    found = [
+        folder / f"{stem}{ext}" for ext in (".tsv", ".csv") if (folder / f"{stem}{ext}").exists()
+    ]
+    if len(found) > 1:
+        raise MentorError(
+            f"{folder}: both {stem}.tsv and {stem}.csv exist; keep exactly one id mapping"
+        )
+    return found[0] if found else None
+
+
+def _check_coverage(mapping: dict[int, str], ids: np.ndarray, path: Path, column: str) -> None:
+    """Every id of the ``.inter`` must have an external id in the mapping."""
+    used = np.unique(ids)
+    missing = used[~np.isin(used, np.fromiter(mapping, dtype=np.int64, count=len(mapping)))]
+    if len(missing):
+        raise MentorError(
+            f"{path}: {column} {int(missing[0])} (and {len(missing) - 1:,} more) of the .inter "
+            "file has no external id here; complete the mapping or remove the file"
+        )
+
+
+def _id_space_warning(ids: np.ndarray, n: int, what: str) -> str | None:
+    """A warning when most of the id space ``0..n-1`` is unused (MMRec keeps such gaps)."""
+    used = len(np.unique(ids))
+    if n >= 1000 and used < n / 2:
+        return (
+            f"{n - used:,} of {n:,} {what} ids have no interaction; each still costs a table row "
+            "(renumber ids densely to save memory)"
+        )
+    return None
 
 
 def read_features(path: Path, n_items: int) -> np.ndarray:
@@ -196,11 +264,18 @@ def read_features(path: Path, n_items: int) -> np.ndarray:
             f"{path}: {feat.shape[0]:,} rows but the data set has {n_items:,} items; "
             "row i must hold the features of itemID i"
         )
-    finite = np.isfinite(feat)
+    if feat.shape[1] == 0:
+        raise MentorError(f"{path}: the features have 0 columns; give at least one dimension")
+    with np.errstate(over="ignore", invalid="ignore"):
+        feat32 = np.ascontiguousarray(feat, dtype=np.float32)
+    finite = np.isfinite(feat32)
     if not finite.all():
         row = int(np.flatnonzero(~finite.all(axis=1))[0])
-        raise MentorError(f"{path}: row {row} (itemID {row}) holds NaN or inf; fix or impute it")
-    return np.ascontiguousarray(feat, dtype=np.float32)
+        raise MentorError(
+            f"{path}: row {row} (itemID {row}) holds NaN, inf or a value beyond the float32 "
+            "range (3.4e38); fix, rescale or impute it"
+        )
+    return feat32
 
 
 def load_dataset(folder: str | Path, modalities: list[str] | None = None) -> Dataset:
@@ -214,15 +289,29 @@ def load_dataset(folder: str | Path, modalities: list[str] | None = None) -> Dat
     folder = Path(folder)
     inter = _find_inter(folder)
     users, items, labels, warnings = read_inter(inter)
-    if not (labels == 0).any():
-        raise MentorError(f"{inter}: the train split is empty (no row has x_label 0)")
-    user_map = item_map = None
-    if (folder / "u_id_mapping.tsv").exists():
-        user_map = read_mapping(folder / "u_id_mapping.tsv", "userID")
-    if (folder / "i_id_mapping.tsv").exists():
-        item_map = read_mapping(folder / "i_id_mapping.tsv", "itemID")
+    for code, split in ((0, "train"), (1, "valid"), (2, "test")):
+        if not (labels == code).any():
+            raise MentorError(
+                f"{inter}: the {split} split is empty (no row has x_label {code}); every split "
+                "needs rows (MMRec's split gives each user train, valid and test rows)"
+            )
+    user_file, item_file = (
+        _find_mapping(folder, "u_id_mapping"),
+        _find_mapping(folder, "i_id_mapping"),
+    )
+    user_map = read_mapping(user_file, "userID") if user_file else None
+    item_map = read_mapping(item_file, "itemID") if item_file else None
     n_users = int(max(users.max() + 1, max(user_map, default=-1) + 1 if user_map else 0))
     n_items = int(max(items.max() + 1, max(item_map, default=-1) + 1 if item_map else 0))
+    if user_map is not None and user_file is not None:
+        _check_coverage(user_map, users, user_file, "userID")
+    if item_map is not None and item_file is not None:
+        # every item is ranked, so every id 0..n_items-1 needs its external id
+        _check_coverage(item_map, np.arange(n_items), item_file, "itemID")
+    for ids, n, what in ((users, n_users, "user"), (items, n_items, "item")):
+        gap = _id_space_warning(ids, n, what)
+        if gap:
+            warnings.append(f"{inter}: {gap}")
     splits = {
         name: np.stack([users[labels == code], items[labels == code]], axis=1)
         for name, code in SPLITS.items()
@@ -241,7 +330,7 @@ def load_dataset(folder: str | Path, modalities: list[str] | None = None) -> Dat
     def externals(mapping: dict[int, str] | None, n: int) -> list[str]:
         if mapping is None:
             return [str(i) for i in range(n)]
-        return [mapping.get(i, str(i)) for i in range(n)]
+        return [mapping.get(i, "") for i in range(n)]  # only users absent from every split lack one
 
     return Dataset(
         name=inter.stem,
@@ -255,4 +344,9 @@ def load_dataset(folder: str | Path, modalities: list[str] | None = None) -> Dat
         has_user_mapping=user_map is not None,
         has_item_mapping=item_map is not None,
         warnings=warnings,
+        sources={
+            p.name: p
+            for p in (inter, user_file, item_file, *(available[m] for m in wanted))
+            if p is not None
+        },
     )

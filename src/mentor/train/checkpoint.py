@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,31 +10,22 @@ import torch
 from safetensors.torch import load_file, safe_open, save_file
 
 from mentor.errors import MentorError
+from mentor.fsutil import atomic_path, atomic_write_text
 
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+__all__ = [
+    "atomic_write_text",
+    "load_tensors",
+    "optimizer_tensors",
+    "restore_optimizer",
+    "save_tensors",
+]
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
     """Atomically save ``tensors`` (CPU copies, contiguous) with JSON ``meta``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        data = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-        save_file(data, tmp, metadata={"meta": json.dumps(meta)})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    data = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(data, str(tmp), metadata={"meta": json.dumps(meta)})
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -47,8 +36,12 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         with safe_open(str(path), framework="pt") as handle:
             meta = json.loads((handle.metadata() or {}).get("meta", "{}"))
         return load_file(str(path)), meta
-    except (OSError, ValueError, json.JSONDecodeError) as exc:
-        raise MentorError(f"{path}: unreadable checkpoint ({exc})") from None
+    except Exception as exc:  # safetensors raises its own SafetensorError on truncated files
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise MentorError(
+            f"{path}: unreadable checkpoint ({first}); the file is damaged: retrain, or delete "
+            "it and resume from an intact one"
+        ) from None
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], Any]:
