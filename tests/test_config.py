@@ -129,7 +129,7 @@ def test_apply_override_errors(assignment: str, fragment: str) -> None:
 
 def test_apply_override_through_a_value() -> None:
     tree = {"train": {"seed": 1}}
-    with pytest.raises(MentorError, match="'seed' is not a section"):
+    with pytest.raises(MentorError, match="'seed' is a value, not a section"):
         apply_override(tree, "train.seed.x=2")
 
 

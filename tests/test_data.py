@@ -147,7 +147,7 @@ def test_float64_features_become_float32(tmp_path: Path) -> None:
 def test_bad_mapping(tmp_path: Path) -> None:
     folder = make_dataset(tmp_path)
     (folder / "u_id_mapping.tsv").write_text("user_id\tuserID\tother\nu1\t0\tx\n")
-    with pytest.raises(MentorError, match=r"u_id_mapping\.tsv: line 1: expected two tab-separated columns"):
+    with pytest.raises(MentorError, match=r"u_id_mapping\.tsv: line 1: expected two tab-sep"):
         load_dataset(folder)
     (folder / "u_id_mapping.tsv").write_text("user_id\tuserID\nu1\t0\nu2\t1\nu3\t0\n")
     with pytest.raises(

@@ -44,7 +44,7 @@ def test_grid_search_selects_on_valid_and_reuses_runs(tmp_path: Path) -> None:
     for run in wider["runs"]:
         if run["run"] in first:
             assert (out / run["run"] / "metrics.json").stat().st_mtime == first[run["run"]]
-    assert len(list(out.glob("*reg_weight=0.0001"))) == 1
+    assert len(list(out.glob("*reg_weight=0.0001-*"))) == 1
 
 
 def test_search_cli_rejects_bad_keys_before_training(

@@ -4,87 +4,75 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from mentor.errors import MentorError
 
 
-def _build_config(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from mentor.config import apply_override, load_config_file, resolve_config
-
-    tree = load_config_file(Path(args.config)) if args.config else {}
-    model_name = args.model or tree.pop("model_name", None)
-    tree.pop("model_name", None)
-    if not model_name:
-        raise MentorError("--model is required (see `mentor models`)")
-    for assignment in args.set or []:
-        apply_override(tree, assignment)
-    if args.data:
-        tree.setdefault("data", {})["path"] = str(args.data)
-    if args.epochs is not None:
-        tree.setdefault("train", {})["epochs"] = args.epochs
-    if args.seed is not None:
-        tree.setdefault("train", {})["seed"] = args.seed
-    if args.device is not None:
-        tree.setdefault("train", {})["device"] = args.device
-    config = resolve_config(model_name, tree)
-    if not config.data.path:
-        raise MentorError("--data is required: an MMRec-layout data folder")
-    return config
+def _settings(args: argparse.Namespace) -> dict[str, object]:
+    """``--epochs``, ``--seed`` and ``--device`` as train settings (only those given)."""
+    given = {"epochs": args.epochs, "seed": args.seed, "device": args.device}
+    return {f"train.{k}": v for k, v in given.items() if v is not None}
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from mentor.data.dataset import load_dataset
-    from mentor.runs import read_run_config
+    from mentor import api
     from mentor.table import metrics_table
-    from mentor.train.loop import fit
 
     if args.resume:
+        if args.model or args.config or args.out:
+            raise MentorError(
+                "--resume RUN continues a run with its stored settings; drop --model, --config "
+                "and --out (only --epochs, --device, --data and --set train.threads=... or "
+                "eval.batch_users=... may change)"
+            )
+        overrides = list(args.set or [])
+        if args.data:
+            overrides.append(f"data.path={json.dumps(str(Path(args.data).absolute()))}")
+        metrics = api.resume(
+            args.resume, overrides=overrides, progress=not args.quiet, **_settings(args)
+        )
         out = Path(args.resume)
-        config = read_run_config(out)
-        if args.epochs is not None:
-            config.train.epochs = args.epochs
     else:
         out = Path(args.out)
-        config = _build_config(args)
-        if (out / "metrics.json").exists() or (out / "checkpoint.safetensors").exists():
-            raise MentorError(
-                f"{out}: already holds a run; use --resume {out} to continue it or another --out"
-            )
-    dataset = load_dataset(config.data.path, config.data.modalities)
-    for warning in dataset.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    metrics = fit(config, dataset, out, resume=bool(args.resume), progress=not args.quiet)
+        metrics = api.train(
+            args.model,
+            args.data,
+            out,
+            config=args.config,
+            overrides=args.set or [],
+            progress=not args.quiet,
+            **_settings(args),
+        )
     print(
         f"best valid epoch {metrics['best_epoch']} of {metrics['epochs_run']}; "
         f"{metrics['seconds_per_epoch']:.2f} s/epoch"
     )
-    print(metrics_table({f"{config.model_name} (test)": metrics["test"]}))
+    print(metrics_table({f"{metrics['model']} (test)": metrics["test"]}))
     print(f"run folder: {out}")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from mentor.runs import load_run
-    from mentor.table import metrics_table
+    from mentor import api
+    from mentor.runs import read_run_config
+    from mentor.table import metric_ks, metrics_table
 
-    loaded = load_run(Path(args.run), args.device, Path(args.data) if args.data else None)
-    metrics = loaded.evaluator.evaluate(loaded.model, args.split, loaded.device)
+    metrics = api.evaluate(args.run, args.split, args.device, args.data)
     if args.json:
         print(json.dumps(metrics, indent=2))
     else:
-        print(
-            metrics_table({f"{loaded.config.model_name} ({args.split})": metrics}, (5, 10, 20, 50))
-        )
+        name = read_run_config(Path(args.run)).model_name
+        print(metrics_table({f"{name} ({args.split})": metrics}, metric_ks(metrics)))
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from mentor.runs import export_topk, load_run
+    from mentor import api
 
-    loaded = load_run(Path(args.run), args.device, Path(args.data) if args.data else None)
-    count = export_topk(loaded, args.k, Path(args.out))
+    count = api.export(args.run, args.out, args.k, args.device, args.data)
     print(f"wrote top-{args.k} for {count:,} users to {args.out}")
     return 0
 
@@ -259,6 +247,38 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mentor: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: one line for the user, the traceback in a file
+        if os.environ.get("MENTOR_DEBUG"):
+            raise
+        where = _write_traceback()
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(
+            f"mentor: internal error ({type(exc).__name__}: {first}); "
+            f"this is a bug in mentor: the full traceback is in {where}; please report it",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _write_traceback() -> str:
+    """Write the current exception's traceback to a file in the cache folder; return its path."""
+    import tempfile
+    import time
+    import traceback
+
+    from mentor.paths import cache_dir
+
+    text = traceback.format_exc()
+    try:
+        folder = cache_dir() / "crashes"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"crash-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+        path.write_text(text)
+    except OSError:
+        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as handle:
+            handle.write(text)
+            path = Path(handle.name)
+    return str(path)
 
 
 if __name__ == "__main__":

@@ -10,17 +10,19 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from mentor.errors import MentorError
 
 T = TypeVar("T")
 
 METRICS = ("recall", "ndcg", "precision", "map", "hit")
+MAX_SEED = 2**63 - 1  # the loop seeds a second generator with seed + 1
 
 
 def did_you_mean(name: str, options: typing.Iterable[str]) -> str:
@@ -72,7 +74,13 @@ def _check_type(value: Any, annotation: Any, where: str) -> Any:
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise MentorError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise MentorError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if annotation is str:
         if not isinstance(value, str):
             raise MentorError(f"{where}: expected a string, got {value!r}")
@@ -121,10 +129,16 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    """The shared training loop's settings (MMRec defaults)."""
+    """The shared training loop's settings (MMRec defaults and names).
+
+    ``lr_scheduler = [factor, step]``: the learning rate of epoch ``e`` (1-based) is
+    ``learning_rate * factor ** ((e - 1) / step)``, MMRec's LambdaLR (the default keeps it fixed).
+    """
 
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
+    optimizer: Literal["adam", "adamw"] = "adam"
+    lr_scheduler: list[float] = field(default_factory=lambda: [1.0, 50.0])
     batch_size: int = 2048
     epochs: int = 1000
     patience: int = 20
@@ -138,8 +152,27 @@ class TrainConfig:
         for name in ("batch_size", "epochs", "eval_every"):
             if getattr(self, name) < 1:
                 raise MentorError(f"{where}.{name} must be at least 1")
+        if self.eval_every > self.epochs:
+            raise MentorError(
+                f"{where}.eval_every ({self.eval_every}) is larger than {where}.epochs "
+                f"({self.epochs}): no epoch would be validated; lower eval_every"
+            )
+        for name in ("patience", "threads"):
+            if getattr(self, name) < 0:
+                raise MentorError(f"{where}.{name} must be at least 0")
+        if not 0 <= self.seed < MAX_SEED:
+            raise MentorError(f"{where}.seed must be between 0 and {MAX_SEED - 1}")
+        if not math.isfinite(self.learning_rate) or not math.isfinite(self.weight_decay):
+            raise MentorError(f"{where}.learning_rate and weight_decay must be finite numbers")
+        if self.weight_decay < 0:
+            raise MentorError(f"{where}.weight_decay must be at least 0")
         if self.learning_rate <= 0:
             raise MentorError(f"{where}.learning_rate must be positive")
+        if len(self.lr_scheduler) != 2 or min(self.lr_scheduler) <= 0:
+            raise MentorError(
+                f"{where}.lr_scheduler must be [factor, step] with both positive, e.g. [0.96, 50]; "
+                f"got {self.lr_scheduler}"
+            )
         if self.device not in ("auto", "cpu", "cuda", "mps") and not self.device.startswith(
             "cuda:"
         ):
@@ -162,6 +195,10 @@ class EvalConfig:
             raise MentorError(f"{where}.valid_metric uses @{k} but eval.topk is {self.topk}")
         if any(k < 1 for k in self.topk):
             raise MentorError(f"{where}.topk values must be at least 1")
+        if len(set(self.topk)) != len(self.topk):
+            raise MentorError(f"{where}.topk lists a value twice: {self.topk}")
+        if self.batch_users < 1:
+            raise MentorError(f"{where}.batch_users must be at least 1")
         self.valid_metric = f"{metric}@{k}"
 
 
@@ -209,10 +246,11 @@ def apply_override(tree: dict[str, Any], assignment: str) -> None:
             f"{did_you_mean(parts[0], SECTIONS)}, e.g. model.n_layers=3"
         )
     node = tree.setdefault(parts[0], {})
-    for part in parts[1:-1]:
-        node = node.setdefault(part, {})
+    for depth, part in enumerate(parts[1:], start=1):
         if not isinstance(node, dict):
-            raise MentorError(f"--set {path}: '{part}' is not a section")
+            raise MentorError(f"--set {path}: '{parts[depth - 1]}' is a value, not a section")
+        if depth < len(parts) - 1:
+            node = node.setdefault(part, {})
     node[parts[-1]] = parse_value(raw)
 
 
@@ -237,9 +275,16 @@ def load_config_file(path: Path) -> dict[str, Any]:
             raise MentorError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})") from None
     if not isinstance(tree, dict):
         raise MentorError(f"{path}: the top level must be a mapping of sections")
-    for key in tree:
-        if key not in SECTIONS and key != "model_name":
+    for key, value in tree.items():
+        if key == "model_name":
+            if not isinstance(value, str):
+                raise MentorError(f"{path}: model_name must be a string, got {value!r}")
+        elif key not in SECTIONS:
             raise MentorError(f"{path}: unknown section '{key}'{did_you_mean(key, SECTIONS)}")
+        elif not isinstance(value, dict):
+            raise MentorError(
+                f"{path}: section '{key}' must be a mapping of settings, got {value!r}"
+            )
     return tree
 
 
@@ -247,10 +292,17 @@ def resolve_config(model_name: str, tree: dict[str, Any]) -> RunConfig:
     """Build the typed configuration for ``model_name`` from nested section values."""
     from mentor.registry import get_model
 
+    if not isinstance(model_name, str):
+        raise MentorError(f"model_name: expected a model name string, got {model_name!r}")
     spec = get_model(model_name)
-    for key in tree:
+    for key, value in tree.items():
         if key not in SECTIONS:
             raise MentorError(f"unknown section '{key}'{did_you_mean(key, SECTIONS)}")
+        if not isinstance(value, dict):
+            raise MentorError(
+                f"section '{key}': expected a mapping of settings, got {value!r}; e.g. "
+                '{"train": {"epochs": 10}}'
+            )
     train_values = dict(spec.train_defaults)
     train_values.update(tree.get("train", {}))
     eval_values = dict(spec.eval_defaults)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,11 +12,13 @@ import torch
 from mentor.config import RunConfig, resolve_config
 from mentor.data.dataset import Dataset, load_dataset
 from mentor.errors import MentorError
+from mentor.fsutil import atomic_path
 from mentor.models.base import Recommender
 from mentor.paths import cache_dir
 from mentor.semantic import SemanticGraphCache
 from mentor.train.checkpoint import load_tensors
 from mentor.train.loop import BEST, Evaluator, build_model, resolve_device
+from mentor.train.runinfo import check_run_data
 
 
 @dataclass
@@ -33,6 +34,8 @@ class LoadedRun:
 
 def read_run_config(run: Path) -> RunConfig:
     """The resolved configuration stored in ``run/config.json``."""
+    if not run.is_dir():
+        raise MentorError(f"{run}: not a run folder; give a folder made by `mentor train`")
     path = run / "config.json"
     if not path.exists():
         raise MentorError(f"{run}: no config.json; is this a run folder made by `mentor train`?")
@@ -40,10 +43,17 @@ def read_run_config(run: Path) -> RunConfig:
         tree = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise MentorError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MentorError(f"{path}: cannot read ({exc})") from None
+    if not isinstance(tree, dict):
+        raise MentorError(f"{path}: expected a mapping of sections; the file is damaged")
     name = tree.pop("model_name", None)
     if not name:
         raise MentorError(f"{path}: field 'model_name' is missing")
-    return resolve_config(name, tree)
+    try:
+        return resolve_config(name, tree)
+    except MentorError as exc:
+        raise MentorError(f"{path}: {exc}") from None
 
 
 def load_run(run: Path, device: str = "cpu", data: Path | None = None) -> LoadedRun:
@@ -58,6 +68,7 @@ def load_run(run: Path, device: str = "cpu", data: Path | None = None) -> Loaded
     if data is not None:
         config.data.path = str(data)
     dataset = load_dataset(config.data.path, config.data.modalities)
+    check_run_data(run, dataset)
     dev = resolve_device(device)
     model = build_model(config, dataset, dev, SemanticGraphCache(cache_dir() / "graphs"))
     best = run / BEST
@@ -85,12 +96,9 @@ def export_topk(loaded: LoadedRun, k: int, out: Path) -> int:
     topk = loaded.evaluator.rank(loaded.model, users, k, loaded.device, "test").numpy()
     exclude = loaded.evaluator.exclude["test"]
     short = (dataset.n_items - np.diff(exclude.indptr)) < k  # users with fewer than k candidates
-    out.parent.mkdir(parents=True, exist_ok=True)
     user_ids = np.asarray(dataset.user_ids, dtype=object)
     item_ids = np.asarray(dataset.item_ids, dtype=object)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=out.parent, prefix=f".{out.name}.", suffix=".tmp", delete=False
-    ) as handle:
+    with atomic_path(out) as tmp, open(tmp, "w") as handle:
         handle.write("user\trank\titem\n")
         ranks = np.arange(1, topk.shape[1] + 1)
         for row, user in enumerate(users):
@@ -100,6 +108,4 @@ def export_topk(loaded: LoadedRun, k: int, out: Path) -> int:
             uid = user_ids[user]
             lines = (f"{uid}\t{r}\t{i}\n" for r, i in zip(ranks, item_ids[items], strict=False))
             handle.write("".join(lines))
-        tmp = Path(handle.name)
-    tmp.replace(out)
     return len(users)

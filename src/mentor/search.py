@@ -1,15 +1,18 @@
 """Grid search over hyper-parameters, selected on the validation split only.
 
-Every combination trains in its own run folder (``<out>/<index>-<key=value,...>``); finished
-combinations are skipped, so an interrupted search resumes. The best combination is the one with
-the highest valid metric; its test metrics are reported as they are, never used for selection.
+Every combination trains in its own run folder (``<out>/<index>-<key=value,...>-<identity>``);
+finished combinations with the same identity are reused, so an interrupted search resumes. The
+best combination is the one with the highest valid metric; its test metrics are reported as they
+are, never used for selection.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -17,9 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from mentor.config import apply_override, parse_value, resolve_config
+from mentor import __version__
+from mentor.config import RunConfig, apply_override, parse_value, resolve_config
+from mentor.data.dataset import load_dataset
 from mentor.errors import MentorError
-from mentor.train.checkpoint import atomic_write_text
+from mentor.fsutil import RunLock, atomic_write_text
 
 
 def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
@@ -27,11 +32,16 @@ def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
     grid: dict[str, list[Any]] = {}
     for spec in specs:
         key, sep, raw = spec.partition("=")
-        if not sep:
+        key = key.strip()
+        if not sep or not key:
             raise MentorError(f"--grid {spec!r}: expected KEY=[v1,v2,...]")
+        if key in grid:
+            raise MentorError(
+                f"--grid {key}: the key is given twice; list all values in one --grid"
+            )
         value = parse_value(raw)
-        grid[key.strip()] = value if isinstance(value, list) else [value]
-        if not grid[key.strip()]:
+        grid[key] = value if isinstance(value, list) else [value]
+        if not grid[key]:
             raise MentorError(f"--grid {key}: the list of values is empty")
     return grid
 
@@ -42,16 +52,39 @@ def combinations(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(keys, values, strict=True)) for values in itertools.product(*grid.values())]
 
 
-def run_name(index: int, combo: dict[str, Any]) -> str:
-    """Folder name of one combination."""
-    text = ",".join(f"{k.split('.')[-1]}={v}" for k, v in combo.items())
-    return f"{index:03d}-{text}"
+def run_label(combo: dict[str, Any]) -> str:
+    """A readable, file-system-safe label of one combination (``n_layers=2,reg_weight=0.001``)."""
+    text = ",".join(
+        f"{k.split('.')[-1]}={json.dumps(v, separators=(',', ':'))}" for k, v in combo.items()
+    )
+    return _UNSAFE.sub("_", text)[:80] or "default"
 
 
-def _is_run_of(run: Path, suffix: str) -> bool:
-    """Whether folder ``run`` is ``<index>-<suffix>``."""
-    index, _, rest = run.name.partition("-")
-    return index.isdigit() and rest == suffix
+_UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
+# Settings that do not change what a run computes, left out of its identity.
+_NOT_IDENTITY = {("train", "threads"), ("eval", "batch_users"), ("data", "path")}
+
+
+def run_identity(config: RunConfig, fingerprint: dict[str, str]) -> str:
+    """Short hash of everything that determines a run's results: the resolved configuration
+    (without thread count, evaluation batch size and data location), the data's checksums and
+    the code version."""
+    tree = config.to_dict()
+    for section, key in _NOT_IDENTITY:
+        tree[section].pop(key, None)
+    payload = {"config": tree, "data": fingerprint, "version": __version__}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _failure(run: Path, proc: subprocess.CompletedProcess[str]) -> MentorError:
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    if proc.returncode < 0:
+        reason = f"killed by signal {-proc.returncode} (out of memory, or stopped from outside?)"
+    elif lines:
+        reason = lines[-1].removeprefix("mentor: error: ")
+    else:
+        reason = f"exited with code {proc.returncode} without a message"
+    return MentorError(f"{run}: training failed: {reason}")
 
 
 def grid_search(
@@ -65,6 +98,11 @@ def grid_search(
 ) -> dict[str, Any]:
     """Train every combination (``workers`` at a time, each in a subprocess) and pick on valid.
 
+    A combination's folder is ``<out>/<index>-<label>-<identity>``, where the identity hashes the
+    resolved configuration, the data's checksums and the code version (:func:`run_identity`).
+    A finished run with the same identity is reused, even from an earlier grid; a half-trained
+    one is resumed; anything trained with other settings, data or code is never reused.
+
     Args:
         model: registered model name.
         base: nested configuration shared by all runs (sections data/model/train/eval).
@@ -74,44 +112,60 @@ def grid_search(
     Returns:
         The summary written to ``out/search.json``.
     """
+    if workers < 1:
+        raise MentorError(f"--workers must be at least 1, got {workers}")
+    if threads < 0:
+        raise MentorError(f"--threads must be at least 0, got {threads}")
+    if out.exists() and not out.is_dir():
+        raise MentorError(f"{out}: exists and is not a folder; give a search folder with --out")
     combos = combinations(grid)
-    trees = []
+    configs = []
     for combo in combos:
         tree = copy.deepcopy(base)
         for key, value in combo.items():
             apply_override(tree, f"{key}={json.dumps(value)}")
         if threads:
-            tree.setdefault("train", {})["threads"] = threads
-        config = resolve_config(model, copy.deepcopy(tree))  # validates before any training
-        trees.append((tree, config))
-    out.mkdir(parents=True, exist_ok=True)
-    metric = trees[0][1].eval.valid_metric
+            apply_override(tree, f"train.threads={threads}")
+        config = resolve_config(model, tree)  # validates before any training
+        if not config.data.path:
+            raise MentorError("--data is required: an MMRec-layout data folder")
+        config.data.path = str(Path(config.data.path).expanduser().absolute())
+        configs.append(config)
+    fingerprints: dict[tuple[str, str], dict[str, str]] = {}
+    for config in configs:
+        key = (config.data.path, json.dumps(config.data.modalities))
+        if key not in fingerprints:
+            fingerprints[key] = load_dataset(config.data.path, config.data.modalities).fingerprint()
+    identities = [
+        run_identity(c, fingerprints[(c.data.path, json.dumps(c.data.modalities))]) for c in configs
+    ]
+    metric = configs[0].eval.valid_metric
 
     def train(index: int) -> dict[str, Any]:
-        combo = combos[index]
-        tree, _ = trees[index]
-        run = out / run_name(index, combo)
-        suffix = run.name.split("-", 1)[1]
-        done = [p for p in sorted(out.glob(f"*-{suffix}")) if (p / "metrics.json").exists()]
-        if done and _is_run_of(done[0], suffix):  # the same combination from an earlier grid
-            run = done[0]
+        combo, config, identity = combos[index], configs[index], identities[index]
+        found = sorted(p for p in out.glob(f"*-{identity}") if p.is_dir())
+        run = found[0] if found else out / f"{index:03d}-{run_label(combo)}-{identity}"
         if not (run / "metrics.json").exists():
-            config_file = out / f".config-{index:03d}.json"
-            atomic_write_text(config_file, json.dumps({"model_name": model, **tree}))
-            resume = ["--resume", str(run)] if (run / "checkpoint.safetensors").exists() else []
+            config_file = out / f".config-{identity}.json"
+            atomic_write_text(config_file, json.dumps(config.to_dict()))
             cmd = [sys.executable, "-m", "mentor.cli", "train", "--quiet"]
-            cmd += resume or ["--config", str(config_file), "--out", str(run)]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            config_file.unlink(missing_ok=True)
+            if (run / "checkpoint.safetensors").exists():
+                cmd += ["--resume", str(run)]
+            else:
+                cmd += ["--config", str(config_file), "--out", str(run)]
+            try:
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+            finally:
+                config_file.unlink(missing_ok=True)
             if proc.returncode != 0:
-                raise MentorError(f"{run}: training failed: {proc.stderr.strip().splitlines()[-1]}")
+                raise _failure(run, proc)
         metrics = json.loads((run / "metrics.json").read_text())
         log(f"{run.name}: valid {metric} {metrics['valid'].get(metric, float('nan')):.4f}")
         return {"params": combo, "run": run.name, **metrics}
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    with RunLock(out), ThreadPoolExecutor(max_workers=workers) as pool:
         results = list(pool.map(train, range(len(combos))))
-    best = max(results, key=lambda r: r["valid"].get(metric, float("-inf")))
-    summary = {"model": model, "valid_metric": metric, "best": best, "runs": results}
-    atomic_write_text(out / "search.json", json.dumps(summary, indent=2) + "\n")
+        best = max(results, key=lambda r: r["valid"].get(metric, float("-inf")))
+        summary = {"model": model, "valid_metric": metric, "best": best, "runs": results}
+        atomic_write_text(out / "search.json", json.dumps(summary, indent=2) + "\n")
     return summary
