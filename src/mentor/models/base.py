@@ -50,6 +50,8 @@ class Recommender(nn.Module):
 
     name: ClassVar[str] = ""
     trainable: ClassVar[bool] = True
+    uses_negatives: ClassVar[bool] = True
+    """False: the loop draws no negatives (``batch.negatives`` is an empty int64 tensor)."""
 
     def __init__(self, config: Any, ctx: ModelContext, generator: torch.Generator) -> None:
         super().__init__()
@@ -90,8 +92,33 @@ class Recommender(nn.Module):
         """Scores of all items for ``users`` int64 [B]: float [B, n_items]."""
         raise NotImplementedError
 
-    def on_epoch_start(self, epoch: int) -> None:
-        """Hook called before each training epoch (1-based)."""
+    def on_epoch_start(self, epoch: int, generator: torch.Generator) -> None:
+        """Per-epoch work before training epoch ``epoch`` (1-based): edge dropout, resampling.
+
+        Args:
+            epoch: the epoch about to be trained, 1-based.
+            generator: the loop's model generator on the model's device; its state is saved in
+                every checkpoint, so a resumed run draws exactly what an uninterrupted one would.
+        """
+
+    def auxiliary_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained by a second optimiser on :meth:`auxiliary_loss` (default none).
+
+        They are left out of the main optimiser (e.g. MMSSL's discriminator).
+        """
+        return []
+
+    def auxiliary_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        """The second optimiser over ``params`` (default Adam, lr 1e-3)."""
+        return torch.optim.Adam(params, lr=1e-3)
+
+    def auxiliary_loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Loss terms (scalars) of the auxiliary optimiser for one batch.
+
+        Called before :meth:`loss` on every batch when :meth:`auxiliary_parameters` is not empty;
+        the loop steps the auxiliary optimiser on their sum. Same arguments as :meth:`loss`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has auxiliary parameters but no loss")
 
 
 def xavier_uniform(shape: tuple[int, int], generator: torch.Generator) -> nn.Parameter:

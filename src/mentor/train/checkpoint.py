@@ -44,23 +44,29 @@ def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         ) from None
 
 
-def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], Any]:
-    """Flatten an optimizer state into named tensors plus JSON-ready parameter groups."""
+def optimizer_tensors(
+    optimizer: torch.optim.Optimizer, prefix: str = "optim"
+) -> tuple[dict[str, torch.Tensor], Any]:
+    """Flatten an optimizer state into tensors named ``{prefix}.{index}.{key}`` plus JSON-ready
+    parameter groups."""
     state = optimizer.state_dict()
     tensors = {}
     for index, values in state["state"].items():
         for key, value in values.items():
-            tensors[f"optim.{index}.{key}"] = torch.as_tensor(value)
+            tensors[f"{prefix}.{index}.{key}"] = torch.as_tensor(value)
     return tensors, state["param_groups"]
 
 
 def restore_optimizer(
-    optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: Any
+    optimizer: torch.optim.Optimizer,
+    tensors: dict[str, torch.Tensor],
+    groups: Any,
+    prefix: str = "optim",
 ) -> None:
-    """Inverse of :func:`optimizer_tensors`."""
+    """Inverse of :func:`optimizer_tensors` (same ``prefix``)."""
     state: dict[int, dict[str, torch.Tensor]] = {}
     for name, value in tensors.items():
-        if name.startswith("optim."):
+        if name.startswith(f"{prefix}."):
             _, index, key = name.split(".", 2)
             state.setdefault(int(index), {})[key] = value
     optimizer.load_state_dict({"state": state, "param_groups": groups})

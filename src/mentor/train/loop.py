@@ -1,8 +1,11 @@
 """The training loop every model shares.
 
-Adam on the sum of the model's loss terms, uniform negative sampling, validation after every
-``eval_every`` epochs with MMRec's early stopping (a strictly better valid metric, compared at four
-decimals; stop once more than ``patience`` evaluations in a row bring none), a checkpoint written
+Adam (or AdamW) on the sum of the model's loss terms with MMRec's optional exponential
+learning-rate schedule, uniform negative sampling (skipped for models without negatives), the
+model's per-epoch hook and optional second optimiser (driven by checkpointed generators and
+states), validation after every ``eval_every`` epochs with MMRec's early stopping (a strictly
+better valid metric, compared at four decimals; stop once more than ``patience`` evaluations in a
+row bring none), a checkpoint written
 atomically after every epoch, resumable, and the test split evaluated once on the best-valid state.
 """
 
@@ -22,11 +25,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from mentor.config import RunConfig
+from mentor.config import RunConfig, TrainConfig
 from mentor.data.dataset import Dataset
 from mentor.data.sampler import BPRSampler
 from mentor.errors import MentorError
 from mentor.eval.evaluator import GroundTruth, evaluate_rankings, full_ranking, user_item_matrix
+from mentor.fsutil import RunLock
 from mentor.graph import SparseGraph, bipartite_graph, interaction_graph
 from mentor.models.base import ModelContext, Recommender
 from mentor.paths import cache_dir
@@ -39,6 +43,7 @@ from mentor.train.checkpoint import (
     restore_optimizer,
     save_tensors,
 )
+from mentor.train.runinfo import check_run_data, write_run_info
 
 CHECKPOINT = "checkpoint.safetensors"
 BEST = "best.safetensors"
@@ -70,12 +75,20 @@ class Evaluator:
             )
         self.dataset = dataset
         self.ks = sorted(ks)
+        if batch_users < 1:
+            raise MentorError(f"eval.batch_users must be at least 1, got {batch_users}")
         self.batch_users = batch_users
         train = dataset.train
         self.truth = {
             split: GroundTruth.from_rows(dataset.splits[split], train, dataset.n_items)
             for split in ("valid", "test")
         }
+        for split, truth in self.truth.items():
+            if len(truth.users) == 0:
+                raise MentorError(
+                    f"{dataset.path}: no {split} user has a train interaction, so {split} "
+                    "cannot be evaluated; every evaluated user needs train rows"
+                )
         self.exclude = {"valid": user_item_matrix(train, dataset.n_users, dataset.n_items)}
         test_exclude = train
         if mask_valid:
@@ -185,7 +198,30 @@ def fit(
     )
     cache = cache or SemanticGraphCache(cache_dir() / "graphs")
     model = build_model(config, dataset, device, cache)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise MentorError(f"{run_dir}: exists and is not a folder; give a run folder")
+    with RunLock(run_dir):
+        if resume:
+            check_run_data(run_dir, dataset)
+        else:
+            write_run_info(run_dir, dataset)
+        return _fit_locked(
+            config, dataset, run_dir, resume, progress, log, device, evaluator, model
+        )
+
+
+def _fit_locked(
+    config: RunConfig,
+    dataset: Dataset,
+    run_dir: Path,
+    resume: bool,
+    progress: bool,
+    log: Callable[[str], None],
+    device: torch.device,
+    evaluator: Evaluator,
+    model: Recommender,
+) -> dict[str, Any]:
+    """The body of :func:`fit`, run while holding the run folder's lock."""
     for split in ("valid", "test"):
         cold = evaluator.truth[split].cold_users
         if cold:
@@ -194,28 +230,28 @@ def fit(
 
     sample_gen = torch.Generator().manual_seed(config.train.seed)
     model_gen = torch.Generator(device=device).manual_seed(config.train.seed + 1)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = (
-        torch.optim.Adam(
-            params, lr=config.train.learning_rate, weight_decay=config.train.weight_decay
-        )
-        if params and model.trainable
-        else None
-    )
+    aux_params = model.auxiliary_parameters() if model.trainable else []
+    aux_ids = {id(p) for p in aux_params}
+    params = [p for p in model.parameters() if p.requires_grad and id(p) not in aux_ids]
+    optimizer = make_optimizer(config.train, params) if params and model.trainable else None
+    aux_optimizer = model.auxiliary_optimizer(aux_params) if aux_params and optimizer else None
     state = LoopState()
     if resume:
-        state = _restore(run_dir, model, optimizer, sample_gen, model_gen)
+        state = _restore(run_dir, model, optimizer, aux_optimizer, sample_gen, model_gen)
         log(f"resumed {run_dir} after epoch {state.epoch}")
 
     metric = config.eval.valid_metric
     if optimizer is None:
         state = _evaluate_only(model, evaluator, device, metric, state)
     else:
-        sampler = BPRSampler(dataset.train, dataset.n_items, config.train.batch_size)
+        sampler = BPRSampler(
+            dataset.train, dataset.n_items, config.train.batch_size, model.uses_negatives
+        )
         _train(
             config,
             model,
             optimizer,
+            aux_optimizer,
             sampler,
             evaluator,
             device,
@@ -244,7 +280,9 @@ def fit(
         "test": test,
         "device": str(device),
     }
-    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    atomic_write_text(
+        run_dir / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False) + "\n"
+    )
     return metrics
 
 
@@ -258,10 +296,23 @@ def _evaluate_only(
     return state
 
 
+def make_optimizer(train: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    """The main optimiser (``train.optimizer``) over ``params``."""
+    kind = torch.optim.AdamW if train.optimizer == "adamw" else torch.optim.Adam
+    return kind(params, lr=train.learning_rate, weight_decay=train.weight_decay)
+
+
+def scheduled_lr(train: TrainConfig, epoch: int) -> float:
+    """Learning rate of ``epoch`` (1-based), MMRec's LambdaLR: ``lr * factor ** ((e-1) / step)``."""
+    factor, step = train.lr_scheduler
+    return train.learning_rate * factor ** ((epoch - 1) / step)
+
+
 def _train(
     config: RunConfig,
     model: Recommender,
     optimizer: torch.optim.Optimizer,
+    aux_optimizer: torch.optim.Optimizer | None,
     sampler: BPRSampler,
     evaluator: Evaluator,
     device: torch.device,
@@ -287,9 +338,12 @@ def _train(
         if state.bad_evals > config.train.patience:
             break
         model.train()
-        model.on_epoch_start(epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = scheduled_lr(config.train, epoch)
         start = time.perf_counter()
+        model.on_epoch_start(epoch, model_gen)
         totals: dict[str, float] = {}
+        aux_totals: dict[str, float] = {}
         batches = tqdm(
             sampler.epoch(sample_gen),
             total=len(sampler),
@@ -299,7 +353,15 @@ def _train(
             desc=f"epoch {epoch}",
         )
         for batch in batches:
-            terms = model.loss(batch.to(device), model_gen)
+            batch = batch.to(device)
+            if aux_optimizer is not None:
+                aux_terms = model.auxiliary_loss(batch, model_gen)
+                aux_optimizer.zero_grad(set_to_none=True)
+                sum(aux_terms.values()).backward()  # type: ignore[union-attr]
+                aux_optimizer.step()
+                for name, value in aux_terms.items():
+                    aux_totals[name] = aux_totals.get(name, 0.0) + float(value.detach())
+            terms = model.loss(batch, model_gen)
             loss = sum(terms.values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[union-attr]
@@ -317,6 +379,7 @@ def _train(
             )
         row: dict[str, Any] = {"epoch": epoch, "loss": loss_value, "seconds": seconds}
         row.update({f"loss_{k}": v / len(sampler) for k, v in totals.items()})
+        row.update({f"aux_loss_{k}": v / len(sampler) for k, v in aux_totals.items()})
         if epoch % config.train.eval_every == 0:
             valid = evaluator.evaluate(model, "valid", device)
             row.update({f"valid_{k}": v for k, v in valid.items()})
@@ -331,7 +394,7 @@ def _train(
         state.epoch = epoch
         state.history.append(row)
         atomic_write_text(run_dir / "history.csv", _history_csv(state.history))
-        _checkpoint(run_dir, model, optimizer, sample_gen, model_gen, state)
+        _checkpoint(run_dir, model, optimizer, aux_optimizer, sample_gen, model_gen, state)
         if not progress:
             shown = (
                 f" valid {metric} {row[f'valid_{metric}']:.4f}" if f"valid_{metric}" in row else ""
@@ -344,6 +407,7 @@ def _checkpoint(
     run_dir: Path,
     model: Recommender,
     optimizer: torch.optim.Optimizer,
+    aux_optimizer: torch.optim.Optimizer | None,
     sample_gen: torch.Generator,
     model_gen: torch.Generator,
     state: LoopState,
@@ -351,6 +415,10 @@ def _checkpoint(
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     opt_tensors, groups = optimizer_tensors(optimizer)
     tensors.update(opt_tensors)
+    aux_groups = None
+    if aux_optimizer is not None:
+        aux_tensors, aux_groups = optimizer_tensors(aux_optimizer, "aux_optim")
+        tensors.update(aux_tensors)
     tensors["rng.sample"] = sample_gen.get_state()
     tensors["rng.model"] = model_gen.get_state()
     meta = {
@@ -362,6 +430,7 @@ def _checkpoint(
         "train_seconds": state.train_seconds,
         "history": state.history,
         "param_groups": groups,
+        "aux_param_groups": aux_groups,
     }
     save_tensors(run_dir / CHECKPOINT, tensors, meta)
 
@@ -370,6 +439,7 @@ def _restore(
     run_dir: Path,
     model: Recommender,
     optimizer: torch.optim.Optimizer | None,
+    aux_optimizer: torch.optim.Optimizer | None,
     sample_gen: torch.Generator,
     model_gen: torch.Generator,
 ) -> LoopState:
@@ -377,6 +447,8 @@ def _restore(
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     if optimizer is not None:
         restore_optimizer(optimizer, tensors, meta["param_groups"])
+    if aux_optimizer is not None:
+        restore_optimizer(aux_optimizer, tensors, meta["aux_param_groups"], "aux_optim")
     sample_gen.set_state(tensors["rng.sample"])
     model_gen.set_state(tensors["rng.model"])
     return LoopState(
