@@ -16,8 +16,7 @@ from mentor.fsutil import atomic_path
 from mentor.models.base import Recommender
 from mentor.paths import cache_dir
 from mentor.semantic import SemanticGraphCache
-from mentor.train.checkpoint import load_tensors
-from mentor.train.loop import BEST, Evaluator, build_model, resolve_device
+from mentor.train.loop import BEST, Evaluator, build_model, load_weights, resolve_device
 from mentor.train.runinfo import check_run_data
 
 
@@ -73,8 +72,7 @@ def load_run(run: Path, device: str = "cpu", data: Path | None = None) -> Loaded
     model = build_model(config, dataset, dev, SemanticGraphCache(cache_dir() / "graphs"))
     best = run / BEST
     if best.exists():
-        tensors, _ = load_tensors(best)
-        model.load_state_dict(tensors)
+        load_weights(model, best)
     elif model.trainable:
         raise MentorError(f"{run}: no {BEST}; the run has not finished an evaluated epoch")
     evaluator = Evaluator(

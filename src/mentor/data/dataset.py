@@ -7,6 +7,7 @@ the line or field and what to do.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from mentor.errors import MentorError
 from mentor.fsutil import file_sha256
 
 REQUIRED_COLUMNS = ("userID", "itemID", "x_label")
+MODALITY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 SPLITS = {"train": 0, "valid": 1, "test": 2}
 
 
@@ -317,6 +319,12 @@ def load_dataset(folder: str | Path, modalities: list[str] | None = None) -> Dat
         for name, code in SPLITS.items()
     }
     available = {p.name[: -len("_feat.npy")]: p for p in sorted(folder.glob("*_feat.npy"))}
+    for name, path in available.items():
+        if not MODALITY_NAME.fullmatch(name):
+            raise MentorError(
+                f"{path}: the modality name {name!r} must start with a letter or digit and hold "
+                "only letters, digits, '_' and '-'; rename the file (e.g. image_feat.npy)"
+            )
     wanted = list(available) if modalities is None else modalities
     features = {}
     for modality in wanted:

@@ -29,18 +29,24 @@ class BPRSampler:
 
     As in MMRec, a negative is drawn uniformly from the items that occur in the train split and
     redrawn while it is one of the user's train items, so it is never a train positive of that user.
+    With ``negatives=False`` (models that use none) no negative is drawn and every batch carries an
+    empty ``negatives`` tensor; the shuffling stream is the same either way.
     """
 
-    def __init__(self, train: np.ndarray, n_items: int, batch_size: int) -> None:
-        """Args: train int64 [N, 2] (user, item) rows; n_items; batch_size."""
+    def __init__(
+        self, train: np.ndarray, n_items: int, batch_size: int, negatives: bool = True
+    ) -> None:
+        """Args: train int64 [N, 2] (user, item) rows; n_items; batch_size; whether to draw
+        negatives."""
         self.users = torch.from_numpy(np.ascontiguousarray(train[:, 0]))
         self.items = torch.from_numpy(np.ascontiguousarray(train[:, 1]))
         self.n_items = n_items
         self.batch_size = batch_size
+        self.draw_negatives = negatives
         self.known = torch.unique(self.users * n_items + self.items)
         self.candidates = torch.unique(self.items)
         per_user = np.bincount(np.unique(train, axis=0)[:, 0])
-        if (per_user >= len(self.candidates)).any():
+        if negatives and (per_user >= len(self.candidates)).any():
             user = int(np.flatnonzero(per_user >= len(self.candidates))[0])
             raise MentorError(f"user {user} interacted with every item: no negative can be drawn")
 
@@ -63,7 +69,9 @@ class BPRSampler:
         """Yield the batches of one epoch in a fresh random order."""
         order = torch.randperm(len(self.users), generator=generator)
         users, items = self.users[order], self.items[order]
-        negatives = self.negatives(users, generator)
+        negatives = self.negatives(users, generator) if self.draw_negatives else None
+        none = torch.empty(0, dtype=torch.int64)
         for start in range(0, len(order), self.batch_size):
             stop = start + self.batch_size
-            yield Batch(users[start:stop], items[start:stop], negatives[start:stop])
+            batch_negatives = none if negatives is None else negatives[start:stop]
+            yield Batch(users[start:stop], items[start:stop], batch_negatives)

@@ -145,6 +145,12 @@ class MENTOR(Recommender):
                 "MENTOR reserves the name 'id' for its ID branch; rename id_feat.npy "
                 "(e.g. to item_feat.npy)"
             )
+        views = [m for m in self.modalities if m.endswith(("_n1", "_n2"))]
+        if views:
+            raise MentorError(
+                f"MENTOR names its perturbed branches '<modality>_n1' / '_n2', so a modality "
+                f"may not be called '{views[0]}'; rename {views[0]}_feat.npy"
+            )
         weights = config.semantic_graph_weights or default_semantic_weights(self.modalities)
         unknown = [m for m in weights if m not in self.modalities]
         if unknown:

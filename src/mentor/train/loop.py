@@ -237,7 +237,14 @@ def _fit_locked(
     aux_optimizer = model.auxiliary_optimizer(aux_params) if aux_params and optimizer else None
     state = LoopState()
     if resume:
-        state = _restore(run_dir, model, optimizer, aux_optimizer, sample_gen, model_gen)
+        try:
+            state = _restore(run_dir, model, optimizer, aux_optimizer, sample_gen, model_gen)
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            raise MentorError(
+                f"{run_dir / CHECKPOINT}: does not fit this run ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''}); the checkpoint is damaged "
+                "or from another run: train anew"
+            ) from None
         log(f"resumed {run_dir} after epoch {state.epoch}")
 
     metric = config.eval.valid_metric
@@ -265,8 +272,7 @@ def _fit_locked(
 
     best = run_dir / BEST
     if best.exists():
-        tensors, _ = load_tensors(best)
-        model.load_state_dict(tensors)
+        load_weights(model, best)
     test = evaluator.evaluate(model, "test", device)
     seconds = [row["seconds"] for row in state.history if "seconds" in row]
     metrics = {
@@ -433,6 +439,18 @@ def _checkpoint(
         "aux_param_groups": aux_groups,
     }
     save_tensors(run_dir / CHECKPOINT, tensors, meta)
+
+
+def load_weights(model: Recommender, path: Path) -> None:
+    """Load a model state saved by :func:`save_tensors` (e.g. ``best.safetensors``)."""
+    tensors, _ = load_tensors(path)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as exc:
+        raise MentorError(
+            f"{path}: the saved weights do not fit the model built from config.json "
+            f"({str(exc).splitlines()[0]}); the run folder is damaged or mixed: train anew"
+        ) from None
 
 
 def _restore(
