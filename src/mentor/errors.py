@@ -4,4 +4,11 @@ from __future__ import annotations
 
 
 class MentorError(Exception):
-    """An error caused by the user's input; the CLI prints it on one line and exits non-zero."""
+    """An error caused by the user's input; the CLI prints it on one line and exits non-zero.
+
+    Messages are kept to one line: a message built from a library's multi-line text has its line
+    breaks folded into spaces.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))

@@ -146,7 +146,11 @@ def read_inter(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str
     try:
         frame = _read_tsv(path)
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise MentorError(f"{path}: not a tab-separated file with a header ({exc})") from None
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise MentorError(
+            f"{path}: not a tab-separated file with a header ({detail}); every row needs as many "
+            "tab-separated fields as the header"
+        ) from None
     except pd.errors.EmptyDataError:
         raise MentorError(f"{path}: the file is empty; it needs a header and rows") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
