@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import platform
 import statistics
 from pathlib import Path
 
@@ -14,19 +12,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 def machine() -> str:
     """CPU model and cores (or the GPU) and the torch version."""
-    import torch
+    from mentor.hardware import describe_machine
 
-    if torch.cuda.is_available():
-        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
-    cpu = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} (CPU)"
+    return describe_machine()
 
 
 def mean_sd(values: list[float]) -> str:

@@ -21,7 +21,7 @@ from common import RESULTS, SHARED, machine
 from mentor.config import resolve_config
 from mentor.data.dataset import load_dataset
 from mentor.semantic import SemanticGraphCache
-from mentor.train.loop import Evaluator, build_model
+from mentor.training.loop import Evaluator, build_model
 
 
 def main() -> None:

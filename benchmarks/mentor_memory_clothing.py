@@ -28,7 +28,7 @@ from mentor.config import resolve_config
 from mentor.data.dataset import load_dataset
 from mentor.data.sampler import BPRSampler
 from mentor.semantic import SemanticGraphCache
-from mentor.train.loop import build_model
+from mentor.training.loop import build_model
 
 USERS, ITEMS, INTERACTIONS = 39_387, 23_033, 278_677
 

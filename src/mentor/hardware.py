@@ -19,3 +19,35 @@ def native_bf16(device: torch.device) -> bool:
         except (AttributeError, RuntimeError):
             return False
     return False
+
+
+def peak_memory_mb(device: torch.device) -> dict[str, float]:
+    """Peak memory of this process so far, in MiB: ``rss`` (resident, from the OS) and, on
+    CUDA, ``device`` (the most torch has held allocated on the GPU)."""
+    import resource
+    import sys
+
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = {"rss": maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)}
+    if device.type == "cuda":
+        peak["device"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return peak
+
+
+def describe_machine() -> str:
+    """The CPU model and core count (or the GPU) and the torch version, for result files."""
+    import os
+    import platform
+    from pathlib import Path
+
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    cpu = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} (CPU)"

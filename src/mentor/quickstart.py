@@ -10,7 +10,7 @@ from mentor.data.dataset import load_dataset
 from mentor.paths import cache_dir
 from mentor.runs import export_topk, load_run
 from mentor.table import format_table
-from mentor.train.loop import fit
+from mentor.training.loop import fit
 
 #: per-model settings of the quick start (MENTOR: the official hyper-parameters, with genre
 #: features in the image role of the semantic graph, as in the equivalence benchmark)

@@ -16,8 +16,8 @@ from mentor.fsutil import atomic_path
 from mentor.models.base import Recommender
 from mentor.paths import cache_dir
 from mentor.semantic import SemanticGraphCache
-from mentor.train.loop import BEST, Evaluator, build_model, load_weights, resolve_device
-from mentor.train.runinfo import check_run_data
+from mentor.training.loop import BEST, Evaluator, build_model, load_weights, resolve_device
+from mentor.training.runinfo import check_run_data
 
 
 @dataclass

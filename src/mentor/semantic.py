@@ -15,7 +15,7 @@ from mentor.errors import MentorError
 from mentor.fsutil import atomic_path
 from mentor.graph import SparseGraph, knn_graph, knn_indices
 
-GRAPH_VERSION = f"knn-sym-1/mentor-{__version__}"
+GRAPH_VERSION = f"knn-sym-2/mentor-{__version__}"
 
 
 def semantic_graph(

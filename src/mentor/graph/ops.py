@@ -55,6 +55,24 @@ class SparseGraph:
         forward = to_torch(matrix)
         return cls(forward, forward if symmetric else to_torch(matrix.T))
 
+    @classmethod
+    def from_edges(
+        cls, rows: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]
+    ) -> SparseGraph:
+        """Build on the device of the int64 [E] ``rows``, ``cols`` and float [E] ``values``
+        (values of repeated pairs are summed): CSR, or COO on MPS."""
+
+        def build(r: torch.Tensor, c: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+            index = torch.stack([r, c])
+            coo = torch.sparse_coo_tensor(index, values, size, check_invariants=False).coalesce()
+            if coo.device.type == "mps":
+                return coo
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
+                return coo.to_sparse_csr()
+
+        return cls(build(rows, cols, shape), build(cols, rows, (shape[1], shape[0])))
+
     @property
     def T(self) -> SparseGraph:  # noqa: N802
         """The transposed graph (no copy)."""
@@ -141,6 +159,47 @@ def interaction_graph(
     return SparseGraph.from_scipy(sp.diags(inv_u) @ r @ sp.diags(inv_i))
 
 
+def edge_norm(users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int) -> torch.Tensor:
+    """``1 / sqrt(d_u d_i)`` of every edge (degrees counted over the given edges): float [E].
+
+    Args:
+        users, items: int64 [E] unique (user, item) edges on any device.
+    """
+    deg_u = torch.bincount(users, minlength=n_users).float()
+    deg_i = torch.bincount(items, minlength=n_items).float()
+    return (deg_u[users] * deg_i[items]).rsqrt()
+
+
+def edge_subgraph(
+    users: torch.Tensor, items: torch.Tensor, n_users: int, n_items: int
+) -> SparseGraph:
+    """The user-item block ``D_u^-1/2 R D_i^-1/2`` [n_users, n_items] of a subset of the train
+    edges, with degrees of that subset, built on the edges' device (per-epoch edge dropout)."""
+    values = edge_norm(users, items, n_users, n_items)
+    return SparseGraph.from_edges(users, items, values, (n_users, n_items))
+
+
+def mean_graphs(
+    users: np.ndarray, items: np.ndarray, n_users: int, n_items: int
+) -> tuple[SparseGraph, SparseGraph]:
+    """Mean aggregation over the user-item graph: ``(D_u^-1 R [U, I], D_i^-1 R^T [I, U])``.
+
+    ``users <- first @ items`` and ``items <- second @ users`` average each node's neighbours
+    (nodes without neighbours get zeros). Duplicate (user, item) pairs count once.
+    """
+    r = sp.csr_matrix(
+        (np.ones(len(users), dtype=np.float32), (users, items)), shape=(n_users, n_items)
+    )
+    r.data[:] = 1.0
+
+    def row_mean(m: sp.csr_matrix) -> SparseGraph:
+        degree = np.asarray(m.sum(axis=1)).ravel()
+        inv = np.divide(1.0, degree, out=np.zeros_like(degree), where=degree > 0)
+        return SparseGraph.from_scipy(sp.diags(inv) @ m)
+
+    return row_mean(r), row_mean(sp.csr_matrix(r.T))
+
+
 def knn_indices(
     features: torch.Tensor,
     k: int,
@@ -154,6 +213,10 @@ def knn_indices(
     similarities, by default as many rows as fit in ``memory_bytes`` (256 MB: 64 rows at
     10^6 items).
 
+    An all-zero row has no direction, so no cosine (the official code divides by its zero norm
+    and gets NaN): its ``k`` neighbours are itself, repeated (a self-loop of weight 1 after
+    :func:`knn_graph`), and other rows rank it below every real neighbour.
+
     Args:
         features: [n, d] raw features.
         k: neighbours per row (capped at n).
@@ -161,6 +224,7 @@ def knn_indices(
         int64 [n, k] neighbour indices, most similar first.
     """
     normed = torch.nn.functional.normalize(features.float(), dim=1)
+    zero = ~(features != 0).any(dim=1)
     n = normed.shape[0]
     k = min(k, n)
     if block_size is None:
@@ -173,12 +237,18 @@ def knn_indices(
         starts = tqdm(starts, desc="kNN graph", unit="block", leave=False)
     for start in starts:
         sims = normed[start : start + block_size] @ normed.T
+        sims[:, zero] = -2.0  # below any cosine
         out[start : start + block_size] = torch.topk(sims, k, dim=1).indices
+    rows = torch.nonzero(zero).flatten()
+    out[rows] = rows[:, None].expand(-1, k)
     return out
 
 
 def knn_graph(indices: torch.Tensor, n: int) -> sp.csr_matrix:
-    """Binary kNN adjacency from neighbour indices [n, k], symmetric-normalised by row degree."""
+    """Binary kNN adjacency from neighbour indices [n, k], symmetric-normalised by row degree.
+
+    A repeated index counts once per occurrence (a row of ``k`` self-indices becomes a
+    self-loop of weight 1 after normalisation)."""
     idx = indices.cpu().numpy()
     rows = np.repeat(np.arange(n), idx.shape[1])
     adj = sp.csr_matrix((np.ones(rows.size, dtype=np.float32), (rows, idx.ravel())), shape=(n, n))

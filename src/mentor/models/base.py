@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import nn
 
 from mentor.data.sampler import Batch
+from mentor.errors import MentorError
 from mentor.graph import SparseGraph
 
 
@@ -92,6 +94,23 @@ class Recommender(nn.Module):
         """Scores of all items for ``users`` int64 [B]: float [B, n_items]."""
         raise NotImplementedError
 
+    def serving_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The tables :meth:`score` multiplies: users float32 [n_users, d], items [n_items, d].
+
+        After :meth:`prepare_scoring` in eval mode, ``score(u) == users[u] @ items.T`` (up to
+        float error); a bundle stores these two tables and serves from them alone.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not give serving representations")
+
+    def new_item_representations(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Cold start: representations [n_new, d] of items without interactions, comparable with
+        the items of :meth:`serving_representations`, from raw features ``{modality:
+        [n_new, dim]}``. Models that embed items from ids alone cannot do this and raise."""
+        raise MentorError(
+            f"model {self.name or type(self).__name__} embeds items from ids only; "
+            "it cannot add new items"
+        )
+
     def on_epoch_start(self, epoch: int, generator: torch.Generator) -> None:
         """Per-epoch work before training epoch ``epoch`` (1-based): edge dropout, resampling.
 
@@ -126,3 +145,37 @@ def xavier_uniform(shape: tuple[int, int], generator: torch.Generator) -> nn.Par
     weight = torch.empty(shape)
     nn.init.xavier_uniform_(weight, generator=generator)
     return nn.Parameter(weight)
+
+
+def xavier_normal(shape: tuple[int, ...], generator: torch.Generator) -> nn.Parameter:
+    """A new parameter of ``shape`` with Xavier-normal values (gain 1) drawn from ``generator``."""
+    weight = torch.empty(shape)
+    nn.init.xavier_normal_(weight, generator=generator)
+    return nn.Parameter(weight)
+
+
+def linear(
+    in_features: int,
+    out_features: int,
+    generator: torch.Generator,
+    weight_init: Literal["default", "xavier_normal"] = "default",
+    bias: Literal["default", "zero", "none"] = "default",
+) -> nn.Linear:
+    """An ``nn.Linear`` whose initial values come from ``generator``.
+
+    ``"default"`` is PyTorch's own initialisation (weight and bias uniform in +-1/sqrt(in));
+    ``weight_init="xavier_normal"`` with ``bias="zero"`` is MMRec's xavier_normal_initialization.
+    """
+    layer = nn.Linear(in_features, out_features, bias=bias != "none")
+    bound = 1.0 / math.sqrt(in_features)
+    with torch.no_grad():
+        if weight_init == "xavier_normal":
+            nn.init.xavier_normal_(layer.weight, generator=generator)
+        else:
+            layer.weight.uniform_(-bound, bound, generator=generator)
+        if layer.bias is not None:
+            if bias == "zero":
+                layer.bias.zero_()
+            else:
+                layer.bias.uniform_(-bound, bound, generator=generator)
+    return layer

@@ -90,6 +90,13 @@ class LightGCN(Recommender):
         assert self._users is not None and self._items is not None
         return self._users[users] @ self._items.T
 
+    def serving_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer-mean representations: users [U, d], items [I, d]."""
+        if self._users is None or self._items is None:
+            self.prepare_scoring()
+        assert self._users is not None and self._items is not None
+        return self._users.detach().clone(), self._items.detach().clone()
+
     def train(self, mode: bool = True) -> LightGCN:
         """Switching mode drops cached scoring representations."""
         self._users = self._items = None

@@ -161,6 +161,7 @@ class MENTOR(Recommender):
         self.graph = ctx.interactions
         assert ctx.semantic_graph is not None
         self.item_graph = ctx.semantic_graph(weights, config.knn_k)
+        self.semantic_weights = {m: float(w) for m, w in weights.items()}
         self.features = ctx.features
         d, hidden = config.feat_embed_dim, config.mlp_hidden_size
         self.branches = nn.ModuleDict()
@@ -182,14 +183,15 @@ class MENTOR(Recommender):
 
     # ----------------------------------------------------------------------------------------
     def propagate(
-        self, generator: torch.Generator | None, names: list[str]
+        self, generator: torch.Generator | None, names: list[str], semantic: bool = True
     ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Run the GCN branches ``names`` together: ``{name: (users [U, d], items [I, d])}``.
 
         Each branch's output is ``x + h_1 + ... + h_L`` with ``h_l = A h_{l-1}`` over the
         user-item graph; perturbed branches (``*_n1``, ``*_n2``, after the clean ones in
         ``names``) add ``sign(h) * normalize(U[0,1)) * noise_eps`` after every layer. Items then
-        get ``x + S^{n_mm_layers} x`` with S the item semantic graph.
+        get ``x + S^{n_mm_layers} x`` with S the item semantic graph (left out when not
+        ``semantic``).
         """
         d = self.config.feat_embed_dim
         groups: dict[str, list[str]] = {}
@@ -215,9 +217,9 @@ class MENTOR(Recommender):
                 h_i = self._perturb(h_i, clean, generator)
             total_u, total_i = total_u + h_u, total_i + h_i
         extra = total_i
-        for _ in range(self.config.n_mm_layers):
+        for _ in range(self.config.n_mm_layers if semantic else 0):
             extra = self.item_graph @ extra
-        if self.config.n_mm_layers:
+        if self.config.n_mm_layers and semantic:
             total_i = total_i + extra
         return dict(
             zip(
@@ -358,3 +360,96 @@ class MENTOR(Recommender):
     def score(self, users: torch.Tensor) -> torch.Tensor:
         """[B, n_items] dot products of the fused 128-d representations."""
         return self.result_users[users] @ self.result_items.T
+
+    def serving_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fused tables :meth:`score` uses: users [U, D], items [I, D]."""
+        return self.result_users.clone(), self.result_items.clone()
+
+    def item_branch_rows(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Layer-0 item rows of the clean modality branches for raw ``features``
+        ``{modality: [n, dim_m]}``: ``concat_m normalize(mlp_1(leaky_relu(mlp(f_m))))`` [n, D]."""
+        parts = []
+        for m in self.modalities:
+            branch = self.branches[m]
+            parts.append(branch.rows(branch.mlp(features[m]))[1])
+        return torch.cat(parts, dim=1)
+
+    def semantic_tables(self) -> list[torch.Tensor]:
+        """``[S^0 t, ..., S^(L-1) t]`` (L = ``n_mm_layers``), each [I, D], with t the noise-free
+        clean item tables before the semantic step: what a new item's semantic neighbours give
+        it at each of the L steps."""
+        out = self.propagate(None, self.modalities, semantic=False)
+        table = torch.cat([out[m][1] for m in self.modalities], dim=1)
+        tables = []
+        for _ in range(self.config.n_mm_layers):
+            tables.append(table)
+            table = self.item_graph @ table
+        return tables
+
+    def new_item_representations(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Cold start: fused item representations [n_new, D] of items with no interactions.
+
+        Such an item has no user-item edges, so every GCN layer gives it zero and its table
+        before the semantic step is its layer-0 row ``x`` (:meth:`item_branch_rows`); the
+        semantic step then adds ``S^L`` over its kNN neighbours in the catalogue's raw features
+        (see :func:`cold_start_items`). The catalogue's own rows are left as they are.
+        """
+        missing = [m for m in self.modalities if m not in features]
+        if missing:
+            raise MentorError(f"new items need features for modality '{missing[0]}'")
+        rows = self.item_branch_rows(features)
+        return cold_start_items(
+            rows,
+            {m: features[m] for m in self.semantic_weights},
+            {m: self.features[m] for m in self.semantic_weights},
+            self.semantic_tables(),
+            self.semantic_weights,
+            self.config.knn_k,
+        )
+
+
+def cold_start_items(
+    rows: torch.Tensor,
+    features: dict[str, torch.Tensor],
+    catalogue: dict[str, torch.Tensor],
+    tables: list[torch.Tensor],
+    weights: dict[str, float],
+    k: int,
+) -> torch.Tensor:
+    """Representations ``x + (S^L y)_new`` [n, D] of new items, each joining the item semantic
+    graph alone (with the catalogue's rows of S unchanged).
+
+    In the semantic graph every node has k out-edges, so every entry of ``S`` is ``w_m / k``.
+    A new item's neighbours in modality m are itself plus its ``k - 1`` most cosine-similar
+    catalogue items (an all-zero feature row: itself k times, as :func:`knn_indices` does),
+    so with ``y^0 = x``: ``y^l_new = sum_m w_m / k * (c_m y^(l-1)_new + sum_nbrs tables[l-1])``.
+
+    Args:
+        rows: the new items' layer-0 rows ``x`` [n, D].
+        features: their raw features ``{modality: [n, dim_m]}`` for the modalities of ``weights``.
+        catalogue: the catalogue's raw features ``{modality: [I, dim_m]}``.
+        tables: ``S^l t`` of the catalogue [I, D] for l = 0 .. L-1 (empty: no semantic step).
+        weights: semantic graph weight per modality; k: its neighbour count.
+    """
+    if not tables:
+        return rows
+    n_cat = next(iter(catalogue.values())).shape[0]
+    k = min(k, n_cat + 1)
+    plan = []  # per modality: (weight / k, self count [n], catalogue neighbours [n, k - 1])
+    for m, weight in weights.items():
+        new = nn.functional.normalize(features[m].float(), dim=1)
+        cat = nn.functional.normalize(catalogue[m].float(), dim=1)
+        sims = new @ cat.T
+        sims[:, ~(catalogue[m] != 0).any(dim=1)] = -2.0
+        nbrs = torch.topk(sims, k - 1, dim=1).indices
+        zero = ~(features[m] != 0).any(dim=1)
+        self_count = torch.where(zero, float(k), 1.0).to(rows.dtype)
+        plan.append((weight / k, self_count, nbrs, zero))
+    y = rows
+    for table in tables:
+        nxt = torch.zeros_like(rows)
+        for scale, self_count, nbrs, zero in plan:
+            gathered = table[nbrs].sum(dim=1) * (~zero).unsqueeze(1).to(rows.dtype)
+            nxt = nxt + scale * (self_count.unsqueeze(1) * y + gathered)
+        y = nxt
+    return rows + y

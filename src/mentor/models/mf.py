@@ -46,3 +46,7 @@ class MFBPR(Recommender):
     def score(self, users: torch.Tensor) -> torch.Tensor:
         """[B, n_items] dot products."""
         return self.user_embedding[users] @ self.item_embedding.T
+
+    def serving_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The embedding tables: users [U, d], items [I, d]."""
+        return self.user_embedding.detach().clone(), self.item_embedding.detach().clone()

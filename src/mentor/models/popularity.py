@@ -31,3 +31,7 @@ class Popularity(Recommender):
     def score(self, users: torch.Tensor) -> torch.Tensor:
         """[B, n_items] train counts."""
         return self.counts.unsqueeze(0).expand(len(users), -1).clone()
+
+    def serving_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Users all-ones [U, 1], items their train counts [I, 1]."""
+        return self.counts.new_ones(self.n_users, 1), self.counts.unsqueeze(1).clone()

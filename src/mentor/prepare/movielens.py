@@ -37,6 +37,15 @@ import numpy as np
 import pandas as pd
 
 from mentor.paths import cache_dir
+from mentor.prepare.steps import (
+    base_meta,
+    files_digest,
+    mmrec_order,
+    save_feature,
+    split_mmrec,
+    staged_output,
+)
+from mentor.prepare.steps import write_meta as write_meta_file
 
 __all__ = [
     "DATASET",
@@ -294,69 +303,6 @@ def load_raw(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 # --------------------------------------------------------------------------------------------
-# split
-# --------------------------------------------------------------------------------------------
-
-
-def mmrec_order(users: np.ndarray, seed: int) -> np.ndarray:
-    """Row order of an MMRec ``.inter`` file: seeded shuffle, then a stable sort by user.
-
-    All rows are permuted with ``numpy.random.default_rng(seed).permutation``; a stable sort by
-    user then groups each user's rows while keeping the shuffled order within the user.
-
-    Returns:
-        int64 indices into ``users`` (``users[order]`` is sorted).
-    """
-    users = np.asarray(users)
-    perm = np.random.default_rng(seed).permutation(len(users))
-    return perm[np.argsort(users[perm], kind="stable")].astype(np.int64)
-
-
-def split_mmrec(users: np.ndarray, seed: int) -> np.ndarray:
-    """Seeded per-user train/valid/test split in the MMRec convention.
-
-    Rows are taken in the order of :func:`mmrec_order`. For a user with ``n`` rows, the last
-    ``k`` rows (in that order) are held out, ``v`` for validation and then ``t`` for test:
-
-    * ``n >= 10``: ``k = n // 5`` (20 %, rounded down), ``v = k // 2``, ``t = k - v``
-      (the odd row goes to test);
-    * ``3 <= n < 10``: ``v = t = 1``;
-    * ``n < 3``: nothing held out.
-
-    E.g. 5 rows -> 3/1/1, 20 -> 16/2/2, 25 -> 20/2/3, 59 -> 48/5/6.
-
-    Args:
-        users: one user id per interaction row (any sortable dtype).
-        seed: seed of the shuffle.
-
-    Returns:
-        int8 ``x_label`` aligned with the input rows: 0 train, 1 valid, 2 test.
-    """
-    users = np.asarray(users)
-    n_rows = len(users)
-    labels = np.zeros(n_rows, dtype=np.int8)
-    if n_rows == 0:
-        return labels
-    order = mmrec_order(users, seed)
-    sorted_users = users[order]
-    starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
-    sizes = np.diff(np.r_[starts, n_rows])
-    held = np.where(sizes >= 10, sizes // 5, np.where(sizes >= 3, 2, 0))
-    n_valid = held // 2
-    n_test = held - n_valid
-    size_row = np.repeat(sizes, sizes)
-    pos = np.arange(n_rows) - np.repeat(starts, sizes)
-    from_end = size_row - pos  # 1 for a user's last row
-    sorted_labels = np.where(
-        from_end <= np.repeat(n_test, sizes),
-        2,
-        np.where(from_end <= np.repeat(held, sizes), 1, 0),
-    ).astype(np.int8)
-    labels[order] = sorted_labels
-    return labels
-
-
-# --------------------------------------------------------------------------------------------
 # item features
 # --------------------------------------------------------------------------------------------
 
@@ -468,30 +414,18 @@ def build_meta(
     return meta
 
 
-def build_layout(
-    inter_df: pd.DataFrame,
-    item_df: pd.DataFrame,
-    out_dir: Path,
-    *,
-    seed: int = 2026,
-    encoder: Encoder | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Write the MMRec-layout files into the existing folder ``out_dir`` (not atomic).
+def write_interaction_files(
+    inter_df: pd.DataFrame, item_df: pd.DataFrame, out_dir: Path, seed: int
+) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """Write ``ml-100k.inter`` and the two id mappings into ``out_dir``.
 
     Users and items are the ones that occur in ``inter_df``, their dense ids following the raw
     ids sorted numerically. Rows are written in :func:`mmrec_order`; ``x_label`` comes from
     :func:`split_mmrec`.
 
-    Args:
-        inter_df, item_df: as returned by :func:`load_raw`.
-        out_dir: destination folder.
-        seed: split seed.
-        encoder: ``texts -> [n, d] array``; :func:`encode_texts` (MiniLM) when ``None``.
-        progress: show progress of the text encoding.
-
     Returns:
-        The meta dict that was written to ``meta.json``.
+        (item records indexed by raw item id in dense-id order, ``x_label`` [N] aligned with
+        ``inter_df``'s rows, number of users).
     """
     out_dir = Path(out_dir)
     users = inter_df["user_id"].to_numpy()
@@ -526,6 +460,35 @@ def build_layout(
         out_dir / ITEM_MAP_FILE, sep="\t", index=False, lineterminator="\n"
     )
 
+    return item_rows, labels, len(user_ids)
+
+
+def build_layout(
+    inter_df: pd.DataFrame,
+    item_df: pd.DataFrame,
+    out_dir: Path,
+    *,
+    seed: int = 2026,
+    encoder: Encoder | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write the MMRec-layout files into the existing folder ``out_dir`` (not atomic).
+
+    Interactions and ids as in :func:`write_interaction_files`.
+
+    Args:
+        inter_df, item_df: as returned by :func:`load_raw`.
+        out_dir: destination folder.
+        seed: split seed.
+        encoder: ``texts -> [n, d] array``; :func:`encode_texts` (MiniLM) when ``None``.
+        progress: show progress of the text encoding.
+
+    Returns:
+        The meta dict that was written to ``meta.json``.
+    """
+    out_dir = Path(out_dir)
+    item_rows, labels, n_users = write_interaction_files(inter_df, item_df, out_dir, seed)
+
     genre_lists = item_rows["genres"].tolist()
     np.save(out_dir / GENRE_FILE, genre_multi_hot(genre_lists))
 
@@ -540,9 +503,9 @@ def build_layout(
     np.save(out_dir / TEXT_FILE, text_feat)
 
     counts = {
-        "users": len(user_ids),
-        "items": len(item_ids),
-        "interactions": len(users),
+        "users": n_users,
+        "items": len(item_rows),
+        "interactions": len(labels),
         "train": int(np.sum(labels == 0)),
         "valid": int(np.sum(labels == 1)),
         "test": int(np.sum(labels == 2)),
@@ -645,3 +608,146 @@ def prepare_movielens(
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# --content: plot overviews and posters (e.g. ml-100k-posters)
+# --------------------------------------------------------------------------------------------
+
+CONTENT_ITEMS = "items.csv"
+CONTENT_POSTERS = "posters"
+CONTENT_TEXT = '"{title}. {overview}" from the content items.csv ("{title}." without overview)'
+
+
+def content_texts(
+    item_rows: pd.DataFrame, content: pd.DataFrame
+) -> tuple[list[str], dict[str, int]]:
+    """One text per item (rows of ``item_rows``, indexed by MovieLens item id).
+
+    The content catalogue (indexed by ``movie_id``, one row per id) gives
+    ``"{title}. {overview}"``; without an overview ``"{title}."``; an item absent from it
+    falls back to the MovieLens title.
+
+    Returns:
+        (texts, {"without_overview": n, "not_in_content": n}).
+    """
+    texts = []
+    without_overview = not_in_content = 0
+    for item_id, raw_title in zip(item_rows.index, item_rows["title"], strict=True):
+        key = str(item_id)
+        if key in content.index:
+            title = str(content.at[key, "title"]).strip() or str(raw_title)
+            overview = str(content.at[key, "overview"]).strip().replace("\n", " ")
+        else:
+            not_in_content += 1
+            title, overview = str(raw_title), ""
+        if not overview:
+            without_overview += 1
+        texts.append(f"{title}. {overview}" if overview else f"{title}.")
+    return texts, {"without_overview": without_overview, "not_in_content": not_in_content}
+
+
+def prepare_movielens_content(
+    out: Path,
+    content: Path,
+    seed: int = 2026,
+    cache: Path | None = None,
+    progress: bool = True,
+    *,
+    raw: Path | None = None,
+    text_model: Any = None,
+    image_model: Any = None,
+    work_dir: Path | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """MovieLens-100K with text from title + plot overview and image features from posters.
+
+    ``content`` holds ``items.csv`` (``movie_id``, ``title``, ``overview``; a repeated id: the
+    first row wins, counted) and ``posters/<movie_id>.<ext>``. Interactions, ids, split and
+    ``genre_feat.npy`` are those of :func:`prepare_movielens`; ``text_feat.npy`` encodes
+    :data:`CONTENT_TEXT`; ``image_feat.npy`` encodes the posters (the mean vector for movies
+    without a readable poster). ``out`` is written atomically.
+
+    Args:
+        text_model, image_model, work_dir, warn: as for
+            :func:`mentor.prepare.amazon.prepare_amazon`.
+
+    Returns:
+        The content of ``meta.json``.
+    """
+    from mentor.features.extract import (
+        image_encoder_from,
+        image_features,
+        text_encoder_from,
+        text_features,
+    )
+    from mentor.features.image import scan_image_folder
+    from mentor.prepare.catalog import dedupe_catalogue, read_table
+
+    warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
+    out = Path(out)
+    content = Path(content)
+    items_path = content / CONTENT_ITEMS
+    catalogue, duplicates = dedupe_catalogue(
+        read_table(items_path, ("movie_id", "title", "overview"), "content"),
+        "movie_id",
+        items_path,
+        warn,
+    )
+    raw_dir = Path(raw) if raw is not None else fetch_movielens_raw(cache)
+    inter_df, item_df = load_raw(raw_dir)
+    work = Path(work_dir) if work_dir is not None else out.parent / f".{out.name}.work"
+
+    meta = base_meta(
+        "MovieLens 100K (GroupLens) with plot overviews and posters",
+        {
+            "interactions": raw_dir / INTER_FILE,
+            "items": raw_dir / f"{DATASET}.item",
+            "content_items": items_path,
+        },
+        1,
+        seed,
+    )
+    meta["kcore"] = {"k": 1, "recipe": "none: every MovieLens-100K rating is kept"}
+    meta["ids"] = "raw ids sorted numerically (as ml-100k-mm)"
+    meta["inputs"]["content_items"]["duplicate_ids"] = duplicates
+    with staged_output(out) as tmp:
+        item_rows, labels, n_users = write_interaction_files(inter_df, item_df, tmp, seed)
+        np.save(tmp / GENRE_FILE, genre_multi_hot(item_rows["genres"].tolist()))
+        meta["genre_feat.npy"] = build_meta(seed)["genre_feat.npy"]
+
+        texts, text_counts = content_texts(item_rows, catalogue)
+        if text_counts["without_overview"]:
+            warn(f"{text_counts['without_overview']:,} movie(s) have no overview; title only")
+        feat, info = text_features(texts, text_encoder_from(text_model), work / "text", progress)
+        save_feature(tmp, "text", feat)
+        meta["text_feat.npy"] = {**info, "input": CONTENT_TEXT, **text_counts}
+
+        ids = [str(i) for i in item_rows.index]
+        paths, notes = scan_image_folder(content / CONTENT_POSTERS, ids)
+        for note in notes:
+            warn(note)
+        missing = sum(p is None for p in paths)
+        if missing:
+            warn(f"{missing:,} movie(s) have no poster; the mean poster vector is used")
+        encoder = image_encoder_from(image_model, warn)
+        feat, info = image_features(paths, encoder, work / "image", progress, warn=warn)
+        save_feature(tmp, "image", feat)
+        meta["image_feat.npy"] = {**info, "input": f"{content.resolve()}/posters/<movie_id>.jpg"}
+        found = [p for p in paths if p is not None]
+        meta["inputs"]["posters"] = {
+            "path": str((content / CONTENT_POSTERS).resolve()),
+            "files": len(found),
+            "sha256": files_digest(found),
+        }
+        meta["counts"] = {
+            "users": n_users,
+            "items": len(item_rows),
+            "interactions": len(labels),
+            "train": int(np.sum(labels == 0)),
+            "valid": int(np.sum(labels == 1)),
+            "test": int(np.sum(labels == 2)),
+        }
+        write_meta_file(tmp, meta)
+    shutil.rmtree(work, ignore_errors=True)
+    return meta

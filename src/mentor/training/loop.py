@@ -32,18 +32,19 @@ from mentor.errors import MentorError
 from mentor.eval.evaluator import GroundTruth, evaluate_rankings, full_ranking, user_item_matrix
 from mentor.fsutil import RunLock
 from mentor.graph import SparseGraph, bipartite_graph, interaction_graph
+from mentor.hardware import peak_memory_mb
 from mentor.models.base import ModelContext, Recommender
 from mentor.paths import cache_dir
 from mentor.registry import get_model
 from mentor.semantic import SemanticGraphCache
-from mentor.train.checkpoint import (
+from mentor.training.checkpoint import (
     atomic_write_text,
     load_tensors,
     optimizer_tensors,
     restore_optimizer,
     save_tensors,
 )
-from mentor.train.runinfo import check_run_data, write_run_info
+from mentor.training.runinfo import check_run_data, write_run_info
 
 CHECKPOINT = "checkpoint.safetensors"
 BEST = "best.safetensors"
@@ -285,6 +286,7 @@ def _fit_locked(
         "valid": state.best_valid,
         "test": test,
         "device": str(device),
+        "peak_memory_mb": peak_memory_mb(device),
     }
     atomic_write_text(
         run_dir / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False) + "\n"

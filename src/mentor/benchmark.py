@@ -1,0 +1,256 @@
+"""``mentor benchmark``: rerun a comparison table, each model chosen on valid, over several seeds.
+
+For every model: its search space (MMRec's grid by default) is searched with
+:func:`mentor.search.grid_search`, the best combination is chosen on the **valid** split, and that
+configuration is trained again with ``seeds`` seeds (the search's own run counts as the first
+seed). All runs of a model live in ``<out>/runs/<model>/`` and are reused by identity, so an
+interrupted benchmark resumes where it stopped.
+
+Writes ``results.json``, ``results.csv``, ``results.md`` and ``results.png`` (test Recall@20, mean
+with sample-sd error bars) in ``out``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mentor.config import TrainConfig, apply_override
+from mentor.errors import MentorError
+from mentor.fsutil import RunLock, atomic_path, atomic_write_text
+from mentor.registry import get_model, model_names
+from mentor.search import grid_search
+
+DEFAULT_SEED = TrainConfig().seed
+METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+
+
+def parse_models(text: str) -> list[str]:
+    """``"all"`` or comma-separated names -> registered names (validated, in order, unique)."""
+    if text.strip().lower() == "all":
+        return model_names()
+    names = [get_model(n.strip()).name for n in text.split(",") if n.strip()]
+    if not names:
+        raise MentorError("--models: give model names separated by commas, or 'all'")
+    return list(dict.fromkeys(names))
+
+
+def grids_for(models: list[str], grid: str) -> dict[str, dict[str, list[Any]]]:
+    """Each model's search space: ``default`` (its registered MMRec grid), ``none`` (its fixed
+    defaults) or a JSON/YAML file mapping model name -> ``{dotted key: [values]}``."""
+    if grid == "default":
+        return {m: dict(get_model(m).grid) for m in models}
+    if grid == "none":
+        return {m: {} for m in models}
+    path = Path(grid)
+    if not path.exists():
+        raise MentorError(f"--grid {grid}: use 'default', 'none' or a JSON/YAML file")
+    try:
+        tree = json.loads(path.read_text()) if path.suffix == ".json" else None
+    except json.JSONDecodeError as exc:
+        raise MentorError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})") from None
+    if tree is None:
+        tree = _read_yaml(path)
+    if not isinstance(tree, dict):
+        raise MentorError(f"{path}: expected a mapping of model name -> grid")
+    out: dict[str, dict[str, list[Any]]] = {}
+    for model in models:
+        entry = tree.get(model, tree.get(get_model(model).name, {}))
+        if not isinstance(entry, dict):
+            raise MentorError(f"{path}: the grid of '{model}' must map dotted keys to lists")
+        out[model] = {k: v if isinstance(v, list) else [v] for k, v in entry.items()}
+        empty = [k for k, v in out[model].items() if not v]
+        if empty:
+            raise MentorError(f"{path}: {model}: the values of '{empty[0]}' are an empty list")
+    return out
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        import yaml  # type: ignore[import-untyped]
+    except ImportError:
+        raise MentorError(f"{path}: YAML needs PyYAML (pip install pyyaml); or use JSON") from None
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise MentorError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    mean = statistics.mean(values)
+    return mean, statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarise(model: str, search: dict[str, Any], seeded: list[dict[str, Any]]) -> dict[str, Any]:
+    """One results row: test metrics as mean and sample sd over seeds, plus the chosen setting."""
+    row: dict[str, Any] = {
+        "model": model,
+        "chosen": search["best"]["params"],
+        "grid_runs": len(search["runs"]),
+        "seeds": [r["seed"] for r in seeded],
+        "valid_metric": search["valid_metric"],
+    }
+    for metric in METRICS:
+        values = [r["test"][metric] for r in seeded if metric in r["test"]]
+        if values:
+            row[f"test_{metric}"], row[f"test_{metric}_sd"] = _stats(values)
+    row["best_epoch"] = statistics.mean(r["best_epoch"] for r in seeded)
+    row["seconds_per_epoch"] = statistics.median(r["seconds_per_epoch"] for r in seeded)
+    peaks = [r.get("peak_memory_mb", {}).get("rss") for r in seeded]
+    row["peak_rss_mb"] = max((p for p in peaks if p is not None), default=None)
+    row["runs"] = [r["run"] for r in seeded]
+    return row
+
+
+def _cell(row: dict[str, Any], metric: str) -> str:
+    if f"test_{metric}" not in row:
+        return "-"
+    return f"{row[f'test_{metric}']:.4f} ± {row[f'test_{metric}_sd']:.4f}"
+
+
+def _chosen(row: dict[str, Any]) -> str:
+    params = row["chosen"]
+    return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in params.items()) or "defaults"
+
+
+def markdown(rows: list[dict[str, Any]], header: str) -> str:
+    """The results table in Markdown."""
+    lines = [
+        header,
+        "",
+        "| model | test R@10 | test R@20 | test N@10 | test N@20 | chosen on valid (grid runs) "
+        "| best epoch | s/epoch | peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        peak = f"{row['peak_rss_mb'] / 1024:.2f} GB" if row["peak_rss_mb"] else "-"
+        lines.append(
+            f"| {row['model']} | {_cell(row, 'recall@10')} | {_cell(row, 'recall@20')} | "
+            f"{_cell(row, 'ndcg@10')} | {_cell(row, 'ndcg@20')} | {_chosen(row)} "
+            f"({row['grid_runs']}) | {row['best_epoch']:.0f} | {row['seconds_per_epoch']:.2f} | "
+            f"{peak} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: list[dict[str, Any]]) -> str:
+    """The results as CSV, one row per model."""
+    fields = ["model"]
+    for metric in METRICS:
+        fields += [f"test_{metric}", f"test_{metric}_sd"]
+    fields += ["chosen", "grid_runs", "seeds", "best_epoch", "seconds_per_epoch", "peak_rss_mb"]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "chosen": json.dumps(row["chosen"]), "seeds": row["seeds"]})
+    return out.getvalue()
+
+
+def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Bar chart of test Recall@20 with sample-sd error bars."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise MentorError(
+            "results.png needs matplotlib: pip install 'mentor-rec[plot]' (the tables are written)"
+        ) from None
+    shown = [r for r in rows if "test_recall@20" in r]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(shown) + 1.5), 3.6))
+    ax.bar(
+        [r["model"] for r in shown],
+        [r["test_recall@20"] for r in shown],
+        yerr=[r["test_recall@20_sd"] for r in shown],
+        capsize=4,
+        color="#4c72b0",
+    )
+    ax.set_ylabel("test Recall@20 (mean ± sd)")
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=120)
+    plt.close(fig)
+
+
+def run_benchmark(
+    data: Path,
+    models: list[str],
+    seeds: int,
+    out: Path,
+    grid: str = "default",
+    workers: int = 1,
+    threads: int = 0,
+    base: dict[str, Any] | None = None,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Search each model on valid, train the winner with ``seeds`` seeds, write the results.
+
+    Args:
+        data: an MMRec-layout folder.
+        models: registered names.
+        seeds: seeds per chosen configuration (>= 1): the default seed, then 1, 2, ...
+        out: the benchmark folder (resumable).
+        grid: ``default``, ``none`` or a file (see :func:`grids_for`).
+        workers: runs in parallel; ``threads`` torch threads per run (0 = default).
+        base: shared settings (sections data/model/train/eval), e.g. ``{"train": {"epochs": 5}}``.
+    Returns:
+        One row per model (as in ``results.json``).
+    """
+    if seeds < 1:
+        raise MentorError(f"--seeds must be at least 1, got {seeds}")
+    if out.exists() and not out.is_dir():
+        raise MentorError(f"{out}: exists and is not a folder; give a benchmark folder with --out")
+    grids = grids_for(models, grid)
+    seed_list = [DEFAULT_SEED, *[s for s in range(1, seeds + 5) if s != DEFAULT_SEED]][:seeds]
+    rows = []
+    with RunLock(out):
+        for model in models:
+            tree = json.loads(json.dumps(base or {}))
+            tree.setdefault("data", {})["path"] = str(data)
+            runs = out / "runs" / model
+            log(f"{model}: searching {_size(grids[model])} combination(s) on valid")
+            search = grid_search(model, tree, grids[model] or {}, runs, workers, threads, log)
+            chosen = tree
+            for key, value in search["best"]["params"].items():
+                apply_override(chosen, f"{key}={json.dumps(value)}")
+            log(f"{model}: best on valid {search['best']['params'] or 'defaults'}; seeds")
+            seeded = grid_search(
+                model, chosen, {"train.seed": seed_list}, runs, workers, threads, log
+            )
+            for run, seed in zip(seeded["runs"], seed_list, strict=True):
+                run["seed"] = seed
+            rows.append(summarise(model, search, seeded["runs"]))
+            _write(rows, out, data, seeds)
+    return rows
+
+
+def _size(grid: dict[str, list[Any]]) -> int:
+    """Number of combinations of ``grid`` (1 for an empty grid: the defaults)."""
+    size = 1
+    for values in grid.values():
+        size *= len(values)
+    return size
+
+
+def _write(rows: list[dict[str, Any]], out: Path, data: Path, seeds: int) -> None:
+    from mentor.hardware import describe_machine
+
+    machine = describe_machine()
+    header = (
+        f"Test metrics as mean ± sample sd over {seeds} seed(s) on {data.name}; each model's "
+        f"configuration chosen on valid only. Machine: {machine}."
+    )
+    payload = {"data": str(data), "seeds": seeds, "machine": machine, "rows": rows}
+    atomic_write_text(out / "results.json", json.dumps(payload, indent=2) + "\n")
+    atomic_write_text(out / "results.csv", to_csv(rows))
+    atomic_write_text(out / "results.md", markdown(rows, header))
+    plot(rows, out / "results.png", f"{data.name}: test Recall@20 over {seeds} seed(s)")

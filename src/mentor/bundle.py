@@ -1,0 +1,163 @@
+"""``mentor bundle``: everything a trained run needs to answer queries, in plain files.
+
+The layout is described in :mod:`mentor.serve.format`. The bundle is written to a temporary
+folder next to ``out`` and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mentor import __version__
+from mentor.errors import MentorError
+from mentor.fsutil import file_mode, file_sha256
+from mentor.models.base import Recommender
+from mentor.runs import load_run
+from mentor.serve import coldstart
+from mentor.serve.format import (
+    CHECKSUMS,
+    CONFIG,
+    FILES,
+    FORMAT,
+    IDS,
+    MANIFEST,
+    METRICS,
+    TENSORS,
+    VERSION,
+)
+from mentor.training.runinfo import read_run_info
+
+
+def cold_start_payload(model: Recommender) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+    """``(bundle.json cold_start entry, cold.* tensors)`` of a model that embeds new items
+    from features, or ``None`` for models that cannot (id-only models).
+
+    Raises a :class:`MentorError` for a feature model whose encoder bundles cannot carry yet.
+    """
+    from mentor.models.mentor import MENTOR
+
+    if type(model).new_item_representations is Recommender.new_item_representations:
+        return None
+    if not isinstance(model, MENTOR):
+        raise MentorError(
+            f"model {model.name} embeds new items from features, but bundles cannot carry its "
+            "encoder yet; bundle a MENTOR or id-only run"
+        )
+    tensors: dict[str, np.ndarray] = {}
+    dims = {}
+    for m in model.modalities:
+        branch = model.branches[m]
+        dims[m] = int(branch.mlp.in_features)
+        for key, value in (
+            ("w1", branch.mlp.weight),
+            ("b1", branch.mlp.bias),
+            ("w2", branch.mlp_1.weight),
+            ("b2", branch.mlp_1.bias),
+        ):
+            tensors[f"cold.{m}.{key}"] = _numpy(value)
+    for m in model.semantic_weights:
+        tensors[f"cold.{m}.catalogue"] = _numpy(model.features[m])
+    with torch.no_grad():
+        tables = model.semantic_tables()
+    for i, table in enumerate(tables):
+        tensors[f"cold.table.{i}"] = _numpy(table)
+    meta = {
+        "method": coldstart.METHOD,
+        "modalities": list(model.modalities),
+        "dims": dims,
+        "weights": dict(model.semantic_weights),
+        "k": int(model.config.knn_k),
+        "layers": len(tables),
+        "negative_slope": 0.01,
+    }
+    return meta, tensors
+
+
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(tensor.detach().to("cpu", torch.float32).numpy())
+
+
+def write_bundle(run: Path, out: Path, device: str = "cpu", data: Path | None = None) -> Path:
+    """Bundle the best-valid model of ``run`` into the new folder ``out``.
+
+    Args:
+        run: a run folder made by ``mentor train``.
+        out: the bundle folder to create (must not exist yet).
+        device: where to compute the final representations.
+        data: the data folder, when it moved since training.
+    Returns:
+        ``out``.
+    """
+    from safetensors.numpy import save_file
+
+    out = Path(out)
+    if out.exists():
+        raise MentorError(f"{out}: already exists; give a new folder with --out")
+    loaded = load_run(Path(run), device, data)
+    model, dataset = loaded.model, loaded.dataset
+    model.eval()
+    with torch.no_grad():
+        model.prepare_scoring()
+        users, items = model.serving_representations()
+    cold = cold_start_payload(model)
+    seen = loaded.evaluator.exclude["test"]
+    popularity = np.bincount(dataset.train[:, 1], minlength=dataset.n_items)
+    tensors = {
+        "users": _numpy(users),
+        "items": _numpy(items),
+        "seen_indptr": seen.indptr.astype(np.int64),
+        "seen_indices": seen.indices.astype(np.int64),
+        "popularity": popularity.astype(np.float32),
+    }
+    if cold is not None:
+        tensors.update(cold[1])
+    manifest = {
+        "format": FORMAT,
+        "version": VERSION,
+        "mentor_version": __version__,
+        "model": model.name,
+        "n_users": dataset.n_users,
+        "n_items": dataset.n_items,
+        "dim": int(tensors["users"].shape[1]),
+        "seen": "train" + (" + valid" if loaded.config.eval.mask_valid_at_test else ""),
+        "cold_start": cold[0] if cold is not None else None,
+    }
+    info = read_run_info(Path(run))
+    training_data = info["data_fingerprint"] if info else dataset.fingerprint()
+    metrics_path = Path(run) / METRICS
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        save_file(tensors, str(tmp / TENSORS), metadata={"format": FORMAT})
+        texts = {
+            MANIFEST: manifest,
+            IDS: {"users": list(dataset.user_ids), "items": list(dataset.item_ids)},
+            CONFIG: json.loads((Path(run) / CONFIG).read_text()),
+            METRICS: metrics,
+        }
+        for name, tree in texts.items():
+            (tmp / name).write_text(json.dumps(tree, indent=1) + "\n")
+        checksums = {
+            "training_data": training_data,
+            "files": {name: file_sha256(tmp / name) for name in FILES},
+        }
+        (tmp / CHECKSUMS).write_text(json.dumps(checksums, indent=1) + "\n")
+        for name in (*FILES, CHECKSUMS):
+            os.chmod(tmp / name, file_mode())
+        os.chmod(tmp, file_mode() | (file_mode() & 0o444) >> 2)  # x where r, as mkdir gives
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+

@@ -1,0 +1,449 @@
+"""Preparation steps shared by every data source: reading raw lines, k-core, ids, split, output.
+
+The recipe is MMRec's (``preprocessing/0rating2inter.ipynb`` and ``1splitting.ipynb``), made
+deterministic: k-core repeated until stable, users and items numbered from 0 in order of first
+appearance, a seeded per-user split, and an output folder that appears whole or not at all.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import uuid
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mentor import __version__
+from mentor.errors import MentorError
+
+META_FILE = "meta.json"
+USER_MAP_FILE = "u_id_mapping.tsv"
+ITEM_MAP_FILE = "i_id_mapping.tsv"
+
+
+# --------------------------------------------------------------------------------------------
+# raw files
+# --------------------------------------------------------------------------------------------
+
+
+def is_gzip(path: Path) -> bool:
+    """Whether ``path`` starts with the gzip magic bytes (the name is not trusted)."""
+    with open(path, "rb") as handle:
+        return handle.read(2) == b"\x1f\x8b"
+
+
+def open_text(path: Path):  # type: ignore[no-untyped-def]
+    """Open a plain or gzip text file for reading (UTF-8, undecodable bytes replaced)."""
+    path = Path(path)
+    if not path.is_file():
+        raise MentorError(f"{path}: no such file; check the path")
+    if is_gzip(path):
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
+    return open(path, encoding="utf-8", errors="replace")
+
+
+def read_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """Yield ``(line number, line)`` of a plain or gzip text file, blank lines skipped.
+
+    Raises:
+        MentorError: the gzip stream is truncated or corrupt (names the last good line).
+    """
+    number = 0
+    try:
+        with open_text(path) as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    yield number, line
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise MentorError(
+            f"{path}: the gzip stream is truncated or corrupt after line {number} ({exc}); "
+            "download the file again"
+        ) from None
+
+
+def file_record(path: Path) -> dict[str, Any]:
+    """Provenance of one input file: resolved path, size in bytes and SHA-256."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def files_digest(paths: list[Path]) -> str:
+    """SHA-256 over the names and bytes of many files (e.g. an image folder), in the given
+    order."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).name.encode() + b"\x00")
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
+
+
+class LineProblems:
+    """Counts input lines that were skipped, keeping the first few line numbers per reason."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.counts: dict[str, int] = {}
+        self.examples: dict[str, list[int]] = {}
+
+    def add(self, reason: str, line: int) -> None:
+        """Count one skipped ``line`` for ``reason``."""
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        examples = self.examples.setdefault(reason, [])
+        if len(examples) < 3:
+            examples.append(line)
+
+    def messages(self) -> list[str]:
+        """One warning line per reason."""
+        return [
+            f"{self.path}: skipped {n:,} line(s): {reason} (e.g. line "
+            f"{', '.join(map(str, self.examples[reason]))})"
+            for reason, n in self.counts.items()
+        ]
+
+    def as_dict(self) -> dict[str, int]:
+        """``{reason: count}`` for meta.json."""
+        return dict(self.counts)
+
+
+# --------------------------------------------------------------------------------------------
+# interactions: clean, k-core, ids, split
+# --------------------------------------------------------------------------------------------
+
+
+def drop_incomplete_and_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """MMRec's cleaning: drop rows missing user, item or timestamp, then duplicate
+    (user, item, timestamp) rows, keeping the first (without a ``timestamp`` column: duplicate
+    (user, item) rows). Returns the frame and the drop counts."""
+    keys = [c for c in ("user", "item", "timestamp") if c in frame.columns]
+    complete = frame.dropna(subset=keys)
+    complete = complete[(complete["user"] != "") & (complete["item"] != "")]
+    deduped = complete.drop_duplicates(subset=keys, keep="first")
+    dropped = {
+        "incomplete_rows": len(frame) - len(complete),
+        "duplicate_rows": len(complete) - len(deduped),
+    }
+    return deduped.reset_index(drop=True), dropped
+
+
+def kcore_mask(users: np.ndarray, items: np.ndarray, k: int) -> tuple[np.ndarray, int]:
+    """Rows kept by the k-core: every kept user and item has at least ``k`` kept rows.
+
+    Users and items below ``k`` are dropped together, then counts are recomputed, until no
+    user or item is below ``k`` (MMRec's ``filter_by_k_core``). ``k <= 1`` keeps every row.
+
+    Args:
+        users, items: int64 codes [N] (e.g. from :func:`first_appearance_codes`).
+        k: minimum number of rows per user and per item.
+
+    Returns:
+        (bool mask [N], number of passes that removed something).
+    """
+    keep = np.ones(len(users), dtype=bool)
+    if k <= 1 or len(users) == 0:
+        return keep, 0
+    n_users, n_items = int(users.max()) + 1, int(items.max()) + 1
+    passes = 0
+    while True:
+        user_count = np.bincount(users[keep], minlength=n_users)
+        item_count = np.bincount(items[keep], minlength=n_items)
+        bad = keep & ((user_count[users] < k) | (item_count[items] < k))
+        if not bad.any():
+            return keep, passes
+        keep &= ~bad
+        passes += 1
+
+
+def first_appearance_codes(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Number values from 0 in order of first appearance: (int64 codes [N], uniques [n])."""
+    codes, uniques = pd.factorize(np.asarray(values, dtype=object), sort=False)
+    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+
+
+def mmrec_order(users: np.ndarray, seed: int) -> np.ndarray:
+    """Row order of an MMRec ``.inter`` file: seeded shuffle, then a stable sort by user.
+
+    All rows are permuted with ``numpy.random.default_rng(seed).permutation``; a stable sort by
+    user then groups each user's rows while keeping the shuffled order within the user.
+
+    Returns:
+        int64 indices into ``users`` (``users[order]`` is sorted).
+    """
+    users = np.asarray(users)
+    perm = np.random.default_rng(seed).permutation(len(users))
+    return perm[np.argsort(users[perm], kind="stable")].astype(np.int64)
+
+
+def split_mmrec(users: np.ndarray, seed: int) -> np.ndarray:
+    """Seeded per-user train/valid/test split in the MMRec convention.
+
+    Rows are taken in the order of :func:`mmrec_order`. For a user with ``n`` rows, the last
+    ``k`` rows (in that order) are held out, ``v`` for validation and then ``t`` for test:
+
+    * ``n >= 10``: ``k = n // 5`` (20 %, rounded down), ``v = k // 2``, ``t = k - v``
+      (the odd row goes to test);
+    * ``3 <= n < 10``: ``v = t = 1``;
+    * ``n < 3``: nothing held out.
+
+    E.g. 5 rows -> 3/1/1, 20 -> 16/2/2, 25 -> 20/2/3, 59 -> 48/5/6.
+
+    Args:
+        users: one user id per interaction row (any sortable dtype).
+        seed: seed of the shuffle.
+
+    Returns:
+        int8 ``x_label`` aligned with the input rows: 0 train, 1 valid, 2 test.
+    """
+    users = np.asarray(users)
+    n_rows = len(users)
+    labels = np.zeros(n_rows, dtype=np.int8)
+    if n_rows == 0:
+        return labels
+    order = mmrec_order(users, seed)
+    sorted_users = users[order]
+    starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
+    sizes = np.diff(np.r_[starts, n_rows])
+    held = np.where(sizes >= 10, sizes // 5, np.where(sizes >= 3, 2, 0))
+    n_valid = held // 2
+    n_test = held - n_valid
+    size_row = np.repeat(sizes, sizes)
+    pos = np.arange(n_rows) - np.repeat(starts, sizes)
+    from_end = size_row - pos  # 1 for a user's last row
+    sorted_labels = np.where(
+        from_end <= np.repeat(n_test, sizes),
+        2,
+        np.where(from_end <= np.repeat(held, sizes), 1, 0),
+    ).astype(np.int8)
+    labels[order] = sorted_labels
+    return labels
+
+
+def build_interactions(
+    frame: pd.DataFrame, k: int, seed: int
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict[str, Any]]:
+    """Clean, k-core, number and split raw interactions.
+
+    Args:
+        frame: columns ``user``, ``item`` (str) and optionally ``rating``, ``timestamp``
+            (numbers or NaN), in file order.
+        k: k-core threshold (1 = no filtering).
+        seed: split seed.
+
+    Returns:
+        ``(inter, user_ids, item_ids, stats)``: ``inter`` has int64 ``userID``, ``itemID``,
+        ``rating`` and ``timestamp`` when given, and int8 ``x_label``, rows in
+        :func:`mmrec_order`;
+        ``user_ids[u]`` / ``item_ids[i]`` are the raw ids (first appearance after the k-core).
+    """
+    raw_rows = len(frame)
+    frame, dropped = drop_incomplete_and_duplicates(frame)
+    user_codes, _ = first_appearance_codes(frame["user"])
+    item_codes, _ = first_appearance_codes(frame["item"])
+    keep, passes = kcore_mask(user_codes, item_codes, k)
+    frame = frame[keep].reset_index(drop=True)
+    if frame.empty:
+        raise MentorError(
+            f"no interaction is left after the {k}-core ({raw_rows:,} rows read); "
+            "use a smaller --kcore or more data"
+        )
+    users, user_ids = first_appearance_codes(frame["user"])
+    items, item_ids = first_appearance_codes(frame["item"])
+    labels = split_mmrec(users, seed)
+    order = mmrec_order(users, seed)
+    columns = {"userID": users[order], "itemID": items[order]}
+    for name in ("rating", "timestamp"):
+        if name in frame.columns:
+            columns[name] = frame[name].to_numpy()[order]
+    columns["x_label"] = labels[order]
+    inter = pd.DataFrame(columns)
+    stats = {
+        "rows_read": raw_rows,
+        **dropped,
+        "kcore_dropped_rows": int((~keep).sum()),
+        "kcore_passes": passes,
+    }
+    return inter, user_ids, item_ids, stats
+
+
+def split_counts(inter: pd.DataFrame, n_users: int, n_items: int) -> dict[str, int]:
+    """``users items interactions train valid test`` of a prepared ``.inter`` frame."""
+    labels = inter["x_label"].to_numpy()
+    return {
+        "users": int(n_users),
+        "items": int(n_items),
+        "interactions": len(inter),
+        "train": int(np.sum(labels == 0)),
+        "valid": int(np.sum(labels == 1)),
+        "test": int(np.sum(labels == 2)),
+    }
+
+
+def write_interactions(
+    folder: Path,
+    name: str,
+    inter: pd.DataFrame,
+    user_ids: np.ndarray,
+    item_ids: np.ndarray,
+    user_header: str = "user_id",
+    item_header: str = "item_id",
+) -> None:
+    """Write ``<name>.inter`` and the two id mappings (tab-separated, with headers)."""
+    folder = Path(folder)
+    inter.to_csv(folder / f"{name}.inter", sep="\t", index=False, lineterminator="\n")
+    for path, header, internal, ids in (
+        (folder / USER_MAP_FILE, user_header, "userID", user_ids),
+        (folder / ITEM_MAP_FILE, item_header, "itemID", item_ids),
+    ):
+        ids = np.asarray(ids, dtype=object).astype(str)
+        bad = [i for i in ids[:100_000] if "\t" in i or "\n" in i]
+        if bad:
+            raise MentorError(f"id {bad[0]!r} holds a tab or newline; ids must be one token")
+        pd.DataFrame({header: ids, internal: np.arange(len(ids))}).to_csv(
+            path, sep="\t", index=False, lineterminator="\n"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# features
+# --------------------------------------------------------------------------------------------
+
+
+def fill_missing(feat: np.ndarray, found: np.ndarray, how: str) -> np.ndarray:
+    """Fill the rows of ``feat`` [n, d] where ``found`` [n] is False.
+
+    Args:
+        how: ``"mean"`` (the mean of the found rows, MMRec's recipe for images) or ``"zeros"``.
+
+    Returns:
+        float32 [n, d] (a new array).
+    """
+    out = np.array(feat, dtype=np.float32, copy=True)
+    if found.all():
+        return out
+    if how == "mean" and found.any():
+        out[~found] = out[found].mean(axis=0, dtype=np.float64).astype(np.float32)
+    else:
+        out[~found] = 0.0
+    return out
+
+
+def save_feature(folder: Path, modality: str, feat: np.ndarray) -> None:
+    """Save ``<modality>_feat.npy`` as float32 [n_items, dim] (no pickle)."""
+    np.save(Path(folder) / f"{modality}_feat.npy", np.ascontiguousarray(feat, dtype=np.float32))
+
+
+# --------------------------------------------------------------------------------------------
+# output folder
+# --------------------------------------------------------------------------------------------
+
+
+def _fresh_dir(parent: Path, prefix: str) -> Path:
+    while True:
+        path = parent / f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+
+
+def _replaceable(out: Path) -> bool:
+    """Whether ``out`` may be replaced: missing, empty, or a folder made by ``mentor data
+    prepare`` (its meta.json says so)."""
+    if not out.exists():
+        return True
+    if not out.is_dir():
+        return False
+    if not any(out.iterdir()):
+        return True
+    try:
+        meta = json.loads((out / META_FILE).read_text("utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "prepared_by" in meta
+
+
+@contextmanager
+def staged_output(out: Path) -> Iterator[Path]:
+    """Yield a temporary folder next to ``out``; on success it is renamed to ``out``.
+
+    On any error the temporary folder is removed and ``out`` is left as it was. An existing
+    ``out`` is replaced only when it is empty or was itself made by ``mentor data prepare``.
+
+    Raises:
+        MentorError: ``out`` holds something else.
+    """
+    out = Path(out)
+    if not _replaceable(out):
+        raise MentorError(
+            f"{out}: exists and is not a folder made by 'mentor data prepare'; "
+            "choose a new --out folder"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _fresh_dir(out.parent, f".{out.name}.tmp-")
+    old: Path | None = None
+    try:
+        yield tmp
+        if out.exists():
+            old = _fresh_dir(out.parent, f".{out.name}.old-")
+            out.rename(old / out.name)
+        try:
+            tmp.rename(out)
+        except OSError:
+            if old is not None:
+                (old / out.name).rename(out)
+                old = None
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def base_meta(source: str, files: dict[str, Path], k: int, seed: int) -> dict[str, Any]:
+    """The common head of ``meta.json``: tool version, source, input files with checksums,
+    k-core and split recipe."""
+    return {
+        "prepared_by": f"mentor {__version__} (mentor data prepare)",
+        "source": source,
+        "inputs": {role: file_record(path) for role, path in files.items()},
+        "kcore": {
+            "k": k,
+            "recipe": "drop rows missing user/item/timestamp and duplicate (user, item, "
+            "timestamp) rows; drop users and items with fewer than k rows, repeated until stable",
+        },
+        "ids": "users and items numbered from 0 in order of first appearance after the k-core",
+        "split": {
+            "seed": seed,
+            "recipe": "MMRec convention: shuffle (numpy default_rng(seed)), stable sort by user; "
+            "per user: <10 rows -> last two are valid/test, else 20% valid+test split evenly "
+            "(the odd row to test)",
+        },
+    }
+
+
+def write_meta(folder: Path, meta: dict[str, Any]) -> None:
+    """Write ``meta.json`` (UTF-8, indented)."""
+    text = json.dumps(meta, indent=1, ensure_ascii=False, default=str)
+    (Path(folder) / META_FILE).write_text(text + "\n", "utf-8")
+
+
+def read_meta(folder: Path) -> dict[str, Any] | None:
+    """``meta.json`` of a data folder, or ``None`` when absent or unreadable."""
+    try:
+        meta = json.loads((Path(folder) / META_FILE).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None

@@ -1,0 +1,347 @@
+"""``mentor serve``: a FastAPI app over a loaded bundle (needs the ``serve`` extra).
+
+Endpoints (OpenAPI docs at ``/docs``, schema at ``/openapi.json``):
+
+- ``GET /recommend?user=U&k=10&exclude_seen=true``: one user's top-K.
+- ``POST /recommend``: ``{"users": [...], "k": 10, "exclude_seen": true, "items": [...]?}``,
+  at most :data:`MAX_BATCH` users and :data:`MAX_CANDIDATES` candidate items per request.
+- ``GET /similar?item=I&k=10``: items with the most similar representations.
+- ``POST /items``: cold-start items from features (``X-API-Key`` header equal to the
+  ``MENTOR_API_KEY`` environment variable; refused while it is unset).
+- ``GET /health``, ``GET /metrics`` (Prometheus text format).
+
+Every bad request gets a 4xx JSON body (``{"detail": ...}``): 400 bad values, 401/403 key
+problems, 404 unknown item ids, 422 malformed requests. Unknown users are not an error: they get
+the most popular items with ``fallback: true``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import time
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mentor import __version__
+from mentor.errors import MentorError
+from mentor.serve.recommender import Recommender, UnknownIdError
+
+MAX_K = 1000
+MAX_BATCH = 1000
+MAX_CANDIDATES = 100_000
+MAX_NEW_ITEMS = 1000
+API_KEY_ENV = "MENTOR_API_KEY"
+BUNDLE_ENV = "MENTOR_BUNDLE"
+INDEX_ENV = "MENTOR_INDEX"
+ID_MAX_LENGTH = 512
+MAX_FEATURE = 1e6
+
+log = logging.getLogger("mentor.serve")
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx (other than 422) and 5xx response."""
+
+    detail: str
+
+
+class UserList(BaseModel):
+    """One user's ranked items."""
+
+    user: str
+    items: list[str] = Field(description="external item ids, best first")
+    scores: list[float] = Field(description="dot-product scores (popularity when fallback)")
+    fallback: bool = Field(description="unknown user: the most popular items")
+
+
+class RecommendRequest(BaseModel):
+    """Many users at once."""
+
+    users: list[str] = Field(min_length=1, max_length=MAX_BATCH)
+    k: int = Field(10, ge=1, le=MAX_K)
+    exclude_seen: bool = True
+    items: list[str] | None = Field(
+        None, min_length=1, max_length=MAX_CANDIDATES, description="candidate item ids to rank"
+    )
+
+
+class RecommendResponse(BaseModel):
+    """Lists in the order of the request's users."""
+
+    results: list[UserList]
+
+
+class SimilarResponse(BaseModel):
+    """Items most similar to ``item`` (cosine of representations)."""
+
+    item: str
+    items: list[str]
+    scores: list[float]
+
+
+def _add_items_model(dims: dict[str, int]) -> type[BaseModel]:
+    """The ``POST /items`` body for a bundle whose new items need ``dims`` (modality ->
+    feature length), so that the OpenAPI schema states the exact modalities and lengths."""
+    value = Annotated[float, Field(ge=-MAX_FEATURE, le=MAX_FEATURE)]
+    if dims:
+        fields: dict[str, Any] = {
+            f"m{i}": (list[value], Field(alias=m, min_length=d, max_length=d))  # type: ignore[valid-type]
+            for i, (m, d) in enumerate(dims.items())
+        }
+        features: Any = create_model(
+            "Features", __config__=ConfigDict(extra="forbid", populate_by_name=True), **fields
+        )
+    else:
+        features = dict[str, list[value]]  # type: ignore[valid-type]
+    item = create_model(
+        "NewItem",
+        __doc__="One cold-start item: its id and one feature vector per modality.",
+        id=(str, Field(min_length=1, max_length=ID_MAX_LENGTH)),
+        features=(features, ...),
+    )
+    return create_model(
+        "AddItemsRequest",
+        __doc__=f"New items (at most {MAX_NEW_ITEMS} per request).",
+        items=(list[item], Field(min_length=1, max_length=MAX_NEW_ITEMS)),  # type: ignore[valid-type]
+    )
+
+
+class AddItemsResponse(BaseModel):
+    """How many items were added and how many the catalogue has now."""
+
+    added: int
+    items: int
+
+
+class Health(BaseModel):
+    """What the server holds."""
+
+    status: str
+    model: str
+    users: int
+    items: int
+    dim: int
+    index: str
+    can_add_items: bool
+    feature_dims: dict[str, int]
+    version: str
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "bad value"},
+    404: {"model": ErrorBody, "description": "unknown item id"},
+}
+ITEM_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "features give non-finite representations"},
+    401: {"model": ErrorBody, "description": "missing or wrong X-API-Key"},
+    403: {
+        "model": ErrorBody,
+        "description": f"adding items is disabled ({API_KEY_ENV} unset, or an id-only model)",
+    },
+    409: {"model": ErrorBody, "description": "an item id exists already or is given twice"},
+}
+
+
+class _Metrics:
+    """Prometheus counters and latency histograms per endpoint, in the app's own registry."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "mentor_requests", "HTTP requests", ["path", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "mentor_request_seconds",
+            "request latency",
+            ["path"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0),
+            registry=self.registry,
+        )
+        self.users = Counter("mentor_users_ranked", "users ranked", registry=self.registry)
+
+
+KNOWN_PATHS = {"/recommend", "/similar", "/items", "/health", "/metrics"}
+
+
+class _MetricsMiddleware:
+    """Pure ASGI middleware (cheaper than BaseHTTPMiddleware): counts and times requests."""
+
+    def __init__(self, app: Any, metrics: _Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
+        start = time.perf_counter()
+        status = [500]
+
+        async def record(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record)
+        finally:
+            self.metrics.requests.labels(path, str(status[0])).inc()
+            self.metrics.latency.labels(path).observe(time.perf_counter() - start)
+
+
+def _error(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def create_app(rec: Recommender, api_key: str | None = None) -> FastAPI:
+    """The HTTP app over ``rec``.
+
+    Args:
+        api_key: the key ``POST /items`` requires; default the ``MENTOR_API_KEY`` environment
+            variable; None or empty disables adding items.
+    """
+    if api_key is None:
+        api_key = os.environ.get(API_KEY_ENV) or None
+    app = FastAPI(
+        title="mentor recommendations",
+        version=__version__,
+        description=(
+            f"Recommendations from a `{rec.model}` bundle. Batches: at most {MAX_BATCH} users, "
+            f"{MAX_CANDIDATES} candidate items, {MAX_NEW_ITEMS} new items per request; "
+            f"k at most {MAX_K}."
+        ),
+    )
+    metrics = _Metrics()
+    app.add_middleware(_MetricsMiddleware, metrics=metrics)
+
+    @app.exception_handler(MentorError)
+    async def mentor_error(request: Request, exc: MentorError) -> JSONResponse:
+        status = 404 if isinstance(exc, UnknownIdError) else 400
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"detail": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s", request.url.path)
+        return JSONResponse({"detail": "internal error; see the server log"}, status_code=500)
+
+    @app.get("/recommend", response_model=UserList, responses=ERRORS)
+    async def recommend_one(
+        user: str = Query(max_length=ID_MAX_LENGTH, description="external user id"),
+        k: int = Query(10, ge=1, le=MAX_K),
+        exclude_seen: bool = Query(True, description="leave out the user's trained items"),
+    ) -> JSONResponse:
+        """Top-``k`` items of one user; an unknown user gets the most popular items."""
+        result = rec.recommend([user], k, exclude_seen)[0]
+        metrics.users.inc()
+        return JSONResponse({"user": user, **result.to_dict()})
+
+    @app.post("/recommend", response_model=RecommendResponse, responses=ERRORS)
+    def recommend_many(body: RecommendRequest) -> JSONResponse:
+        """Top-``k`` items of each of up to MAX_BATCH users (optionally among ``items``)."""
+        results = rec.recommend(body.users, body.k, body.exclude_seen, body.items)
+        metrics.users.inc(len(results))
+        return JSONResponse(
+            {"results": [{"user": r.key, **r.to_dict()} for r in results]},
+        )
+
+    @app.get("/similar", response_model=SimilarResponse, responses=ERRORS)
+    async def similar(
+        item: str = Query(max_length=ID_MAX_LENGTH, description="external item id"),
+        k: int = Query(10, ge=1, le=MAX_K),
+    ) -> JSONResponse:
+        """Items whose representations have the highest cosine with ``item``'s."""
+        result = rec.similar_items(item, k)
+        return JSONResponse({"item": item, "items": result.items, "scores": result.scores})
+
+    add_body = _add_items_model(rec.feature_dims)
+
+    def add_items(
+        body: BaseModel,
+        x_api_key: str | None = Header(None, description=f"must equal ${API_KEY_ENV}"),
+    ) -> JSONResponse:
+        """Add cold-start items from their feature vectors (one list per modality)."""
+        if not api_key:
+            return _error(403, f"adding items is disabled on this server; set {API_KEY_ENV}")
+        if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), api_key.encode()):
+            return _error(401, "missing or wrong X-API-Key header")
+        if not rec.can_add_items:
+            return _error(
+                403, f"model {rec.model} embeds items from ids only; it cannot add new items"
+            )
+        items = body.items  # type: ignore[attr-defined]
+        ids = [item.id for item in items]
+        seen: set[str] = set()
+        for item_id in ids:
+            if item_id in rec.item_index or item_id in seen:
+                where = "already exists" if item_id in rec.item_index else "is given twice"
+                return _error(409, f"item id '{item_id}' {where}; new items need new ids")
+            seen.add(item_id)
+        rows = [item.features.model_dump(by_alias=True) for item in items]
+        features = {m: [row[m] for row in rows] for m in rec.feature_dims}
+        rec.add_items(ids, features)
+        return JSONResponse({"added": len(ids), "items": rec.n_items})
+
+    add_items.__annotations__["body"] = add_body  # a class built for this bundle
+    app.post("/items", response_model=AddItemsResponse, responses=ITEM_ERRORS)(add_items)
+
+    @app.get("/health", response_model=Health)
+    async def health() -> JSONResponse:
+        """Liveness and what the server holds."""
+        return JSONResponse({"status": "ok", **rec.info(), "version": __version__})
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def prometheus() -> PlainTextResponse:
+        """Request counts and latencies in the Prometheus text format."""
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return PlainTextResponse(
+            generate_latest(metrics.registry).decode(), media_type=CONTENT_TYPE_LATEST
+        )
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app over the bundle named by ``MENTOR_BUNDLE`` (how ``mentor serve`` starts each
+    uvicorn worker)."""
+    path = os.environ.get(BUNDLE_ENV)
+    if not path:
+        raise MentorError(f"{BUNDLE_ENV} is not set; start the server with `mentor serve`")
+    return create_app(Recommender.load(path, index=os.environ.get(INDEX_ENV, "exact")))
+
+
+def serve(
+    bundle: str, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, index: str = "exact"
+) -> None:
+    """Run the server on uvicorn (blocks until stopped)."""
+    import uvicorn
+
+    if workers < 1:
+        raise MentorError(f"--workers must be at least 1, got {workers}")
+    Recommender.load(bundle, index="exact")  # fail fast, with a one-line error, on a bad bundle
+    os.environ[BUNDLE_ENV] = str(bundle)
+    os.environ[INDEX_ENV] = index
+    uvicorn.run(
+        "mentor.serve.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )

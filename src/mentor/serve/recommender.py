@@ -1,0 +1,440 @@
+"""The Python API over a bundle: recommendations, similar items and cold-start items.
+
+Loading a bundle reads NumPy arrays from safetensors and JSON files; it imports no training code
+(no torch model, no sampler, no graph builder) and builds no graph.
+
+Example::
+
+    from mentor import Recommender
+
+    rec = Recommender.load("bundle/")
+    rec.recommend(["196", "186"], k=10)           # seen items excluded
+    rec.recommend("196", k=5, exclude_seen=False, items=["50", "172", "133"])
+    rec.similar_items("50", k=10)
+    rec.add_items(["NEW-1"], features={"text": t, "genre": g})
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mentor.errors import MentorError
+from mentor.fsutil import file_sha256
+from mentor.serve.coldstart import ColdStartEncoder
+from mentor.serve.format import (
+    CHECKSUMS,
+    CONFIG,
+    FORMAT,
+    IDS,
+    MANIFEST,
+    METRICS,
+    TENSORS,
+    VERSION,
+    read_json,
+)
+
+
+@dataclass
+class Recommendations:
+    """One user's (or one item's) ranked list.
+
+    Attributes:
+        key: the user (or query item) id asked for.
+        items: external item ids, best first.
+        scores: their scores (dot products; popularity counts for a fallback; cosine for
+            similar items).
+        fallback: True when the user is unknown and the list is the most popular items.
+    """
+
+    key: str
+    items: list[str]
+    scores: list[float]
+    fallback: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "items": self.items,
+            "scores": self.scores,
+            "fallback": self.fallback,
+        }
+
+
+class UnknownIdError(MentorError):
+    """An item id that is not in the bundle (the server answers 404)."""
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Best ``k`` columns per row of float [B, n], best first, ties to the lower index.
+
+    The order matches ``mentor.eval.metrics.rank_topk`` (and so ``mentor export``); columns
+    scored ``-inf`` (masked) are never returned, so a row may come back shorter: the result is
+    (index int64 [B, k'], valid bool [B, k']) with ``valid`` False past a row's last real item.
+    """
+    n = scores.shape[1]
+    k = min(k, n)
+    if k == 0:
+        empty = np.zeros((len(scores), 0), dtype=np.int64)
+        return empty, empty.astype(bool)
+    if k < n:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(n), scores.shape).copy()
+    values = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -values), axis=1)
+    part = np.take_along_axis(part, order, axis=1)
+    values = np.take_along_axis(values, order, axis=1)
+    if k < n:
+        # a tie across the cut: more items score at least the k-th value than k
+        ties = np.flatnonzero((scores >= values[:, -1:]).sum(axis=1) > k)
+        for row in ties:
+            cand = np.flatnonzero(scores[row] >= values[row, -1])
+            cand = cand[np.lexsort((cand, -scores[row, cand]))][:k]
+            part[row], values[row] = cand, scores[row, cand]
+    return part, np.isfinite(values)
+
+
+def _check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise MentorError(f"k must be a whole number of at least 1, got {k!r}")
+    return int(k)
+
+
+@dataclass
+class Recommender:
+    """A loaded bundle. Build with :meth:`load`.
+
+    Attributes:
+        path: the bundle folder.
+        model: the model name; config, metrics: the run's configuration and metrics.
+        users: float32 [U, d]; items: float32 [I', d] (I' grows with :meth:`add_items`).
+        user_ids, item_ids: external ids in internal order.
+    """
+
+    path: Path
+    model: str
+    users: np.ndarray
+    items: np.ndarray
+    user_ids: list[str]
+    item_ids: list[str]
+    seen_indptr: np.ndarray
+    seen_indices: np.ndarray
+    popularity: np.ndarray
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    cold_start: ColdStartEncoder | None
+    index_kind: str = "exact"
+    user_index: dict[str, int] = field(default_factory=dict)
+    item_index: dict[str, int] = field(default_factory=dict)
+    _ann: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _unit_items: np.ndarray | None = None
+
+    # ------------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path, index: str = "exact", verify: bool = True) -> Recommender:
+        """Load the bundle folder ``path``.
+
+        Args:
+            index: ``"exact"`` (default: brute-force top-K, exactly ``mentor export``'s lists)
+                or ``"faiss"`` (approximate HNSW search, needs the ``faiss`` extra).
+            verify: check every file against ``checksums.json``.
+        """
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        path = Path(path)
+        if not path.is_dir():
+            raise MentorError(f"{path}: not a folder; give a folder made by `mentor bundle`")
+        manifest = read_json(path / MANIFEST)
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise MentorError(f"{path / MANIFEST}: not a mentor bundle manifest")
+        if manifest.get("version") != VERSION:
+            raise MentorError(
+                f"{path / MANIFEST}: bundle format version {manifest.get('version')}, this "
+                f"mentor reads version {VERSION}; re-create it with `mentor bundle`"
+            )
+        if verify:
+            sums = read_json(path / CHECKSUMS)
+            for name, digest in sums.get("files", {}).items():
+                if not (path / name).exists() or file_sha256(path / name) != digest:
+                    raise MentorError(
+                        f"{path / name}: missing or changed since it was bundled (checksum "
+                        "mismatch); re-create the bundle"
+                    )
+        try:
+            tensors = load_file(str(path / TENSORS))
+        except (SafetensorError, OSError) as exc:
+            raise MentorError(f"{path / TENSORS}: cannot read ({exc})") from None
+        ids = read_json(path / IDS)
+        cold_meta = manifest.get("cold_start")
+        rec = cls(
+            path=path,
+            model=str(manifest["model"]),
+            users=tensors["users"],
+            items=tensors["items"],
+            user_ids=[str(u) for u in ids["users"]],
+            item_ids=[str(i) for i in ids["items"]],
+            seen_indptr=tensors["seen_indptr"],
+            seen_indices=tensors["seen_indices"],
+            popularity=tensors["popularity"],
+            config=read_json(path / CONFIG),
+            metrics=read_json(path / METRICS),
+            cold_start=ColdStartEncoder.from_bundle(cold_meta, tensors) if cold_meta else None,
+        )
+        rec.user_index = {u: i for i, u in enumerate(rec.user_ids)}
+        rec.item_index = {it: i for i, it in enumerate(rec.item_ids)}
+        if len(rec.user_index) != len(rec.users) or len(rec.item_index) != len(rec.items):
+            raise MentorError(f"{path / IDS}: id lists do not match the tensors; re-bundle")
+        if index not in ("exact", "faiss"):
+            raise MentorError(f"index must be 'exact' or 'faiss', got {index!r}")
+        if index == "faiss":
+            rec._build_ann()
+        rec.index_kind = index
+        return rec
+
+    @property
+    def n_users(self) -> int:
+        """Known users."""
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        """Items, including added ones."""
+        return len(self.item_ids)
+
+    @property
+    def can_add_items(self) -> bool:
+        """Whether the model embeds new items from features."""
+        return self.cold_start is not None
+
+    @property
+    def feature_dims(self) -> dict[str, int]:
+        """Feature dimension per modality that :meth:`add_items` expects (empty: id-only)."""
+        return dict(self.cold_start.dims) if self.cold_start else {}
+
+    def seen(self, user: int) -> np.ndarray:
+        """Internal ids of the items ``user`` was trained on, int64 [n]."""
+        return self.seen_indices[self.seen_indptr[user] : self.seen_indptr[user + 1]]
+
+    # ------------------------------------------------------------------------------------------
+    def _item_positions(self, items: Iterable[Any]) -> np.ndarray:
+        if isinstance(items, str):
+            raise MentorError("items must be a list of item ids, not one string")
+        positions, unique = [], set()
+        for item in items:
+            pos = self.item_index.get(str(item))
+            if pos is None:
+                raise UnknownIdError(f"unknown item id '{item}'")
+            if pos not in unique:
+                unique.add(pos)
+                positions.append(pos)
+        if not positions:
+            raise MentorError("items is empty; give at least one candidate item id")
+        return np.asarray(positions, dtype=np.int64)
+
+    def recommend(
+        self,
+        users: str | Sequence[str],
+        k: int = 10,
+        exclude_seen: bool = True,
+        items: Sequence[str] | None = None,
+    ) -> list[Recommendations]:
+        """Top-``k`` items of each user, best first.
+
+        Args:
+            users: one external user id or a list of them. An unknown user gets the most popular
+                items (``fallback=True``).
+            k: list length (a user with fewer candidates gets a shorter list).
+            exclude_seen: leave out the items the user was trained on.
+            items: candidate item ids to rank (default: every item); unknown ids are an error.
+        """
+        k = _check_k(k)
+        single = isinstance(users, str)
+        names = [users] if single else [str(u) for u in users]
+        cand = None if items is None else self._item_positions(items)
+        known = [self.user_index.get(u) for u in names]
+        rows = [i for i in known if i is not None]
+        lists: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if rows:
+            ids, vals = self._rank(np.asarray(rows), k, exclude_seen, cand)
+            lists = {u: (a, b) for u, a, b in zip(rows, ids, vals, strict=True)}
+        out = []
+        for name, user in zip(names, known, strict=True):
+            if user is None:
+                out.append(self._popular(name, k, cand))
+            else:
+                idx, vals = lists[user]
+                out.append(
+                    Recommendations(name, [self.item_ids[i] for i in idx], vals.tolist(), False)
+                )
+        return out
+
+    def _rank(
+        self, users: np.ndarray, k: int, exclude_seen: bool, cand: np.ndarray | None
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Ranked internal item ids and scores per user of int64 ``users`` [B]."""
+        if cand is None and self._ann is not None:
+            return self._rank_ann(users, k, exclude_seen)
+        table = self.items if cand is None else self.items[cand]
+        scores = self.users[users] @ table.T
+        if exclude_seen:
+            self._mask_seen(scores, users, cand)
+        local, valid = top_k(scores, k)
+        values = np.take_along_axis(scores, local, axis=1).astype(np.float64)
+        index = local if cand is None else cand[local]
+        ids = [index[row][valid[row]] for row in range(len(users))]
+        vals = [values[row][valid[row]] for row in range(len(users))]
+        return ids, vals
+
+    def _mask_seen(self, scores: np.ndarray, users: np.ndarray, cand: np.ndarray | None) -> None:
+        """Set the scores of each user's seen items to ``-inf`` in place."""
+        starts, ends = self.seen_indptr[users], self.seen_indptr[users + 1]
+        lengths = ends - starts
+        rows = np.repeat(np.arange(len(users)), lengths)
+        first = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+        cols = self.seen_indices[first + np.arange(lengths.sum())]
+        if cand is None:
+            scores[rows, cols] = -np.inf
+            return
+        lookup = np.full(len(self.items), -1, dtype=np.int64)
+        lookup[cand] = np.arange(len(cand))
+        local = lookup[cols]
+        hit = local >= 0
+        scores[rows[hit], local[hit]] = -np.inf
+
+    def _popular(self, name: str, k: int, cand: np.ndarray | None) -> Recommendations:
+        pool = np.arange(len(self.popularity)) if cand is None else cand
+        counts = self.popularity[pool][None, :]
+        index, _ = top_k(counts, k)
+        chosen = pool[index[0]]
+        return Recommendations(
+            name,
+            [self.item_ids[i] for i in chosen],
+            self.popularity[chosen].astype(np.float64).tolist(),
+            True,
+        )
+
+    # ------------------------------------------------------------------------------------------
+    def similar_items(self, item: str, k: int = 10) -> Recommendations:
+        """The ``k`` items whose representations have the highest cosine with ``item``'s
+        (the item itself left out)."""
+        k = _check_k(k)
+        pos = self.item_index.get(str(item))
+        if pos is None:
+            raise UnknownIdError(f"unknown item id '{item}'")
+        unit = self._unit()
+        sims = (unit @ unit[pos])[None, :]
+        sims[0, pos] = -np.inf
+        index, valid = top_k(sims, k)
+        chosen = index[0][valid[0]]
+        return Recommendations(
+            str(item), [self.item_ids[i] for i in chosen], sims[0, chosen].astype(float).tolist()
+        )
+
+    def _unit(self) -> np.ndarray:
+        if self._unit_items is None or len(self._unit_items) != len(self.items):
+            norm = np.linalg.norm(self.items, axis=1, keepdims=True)
+            self._unit_items = self.items / np.maximum(norm, 1e-12)
+        return self._unit_items
+
+    # ------------------------------------------------------------------------------------------
+    def add_items(self, ids: Sequence[str], features: Mapping[str, Any]) -> None:
+        """Add new items from their raw features ``{modality: [len(ids), dim]}`` (cold start).
+
+        They are ranked for every user from then on (never seen by anyone, no popularity).
+        """
+        if self.cold_start is None:
+            raise MentorError(
+                f"model {self.model} embeds items from ids only; it cannot add new items"
+            )
+        if isinstance(ids, str):
+            raise MentorError("ids must be a list of new item ids, not one string")
+        names = [str(i) for i in ids]
+        if not names:
+            raise MentorError("ids is empty; give at least one new item id")
+        if len(set(names)) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise MentorError(f"new item id '{dup}' is given twice")
+        clash = [n for n in names if n in self.item_index]
+        if clash:
+            raise MentorError(f"item id '{clash[0]}' already exists; new items need new ids")
+        if not isinstance(features, Mapping):
+            raise MentorError("features must map modality names to matrices")
+        with np.errstate(over="ignore", invalid="ignore"):
+            reps = self.cold_start.embed(self.cold_start.check(dict(features), len(names)))
+        if not np.isfinite(reps).all():
+            raise MentorError("features: values too large (representations overflow float32)")
+        with self._lock:
+            start = len(self.item_ids)
+            self.items = np.concatenate([self.items, reps])
+            self.popularity = np.concatenate([self.popularity, np.zeros(len(names), np.float32)])
+            self.item_ids = self.item_ids + names
+            self.item_index.update({n: start + j for j, n in enumerate(names)})
+            if self._ann is not None:
+                self._ann.add(reps)
+
+    # ------------------------------------------------------------------------------------------
+    def _build_ann(self) -> None:
+        """An HNSW inner-product index over the items (faiss)."""
+        try:
+            import faiss
+        except ImportError:
+            raise MentorError(
+                "index='faiss' needs faiss; install it with pip install 'mentor-rec[faiss]'"
+            ) from None
+        ann = faiss.IndexHNSWFlat(self.items.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+        ann.hnsw.efConstruction = 80
+        ann.add(np.ascontiguousarray(self.items, dtype=np.float32))
+        self._ann = ann
+
+    def _rank_ann(
+        self, users: np.ndarray, k: int, exclude_seen: bool
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Approximate top-``k`` from the HNSW index; seen items are filtered from a longer
+        candidate list (``k`` plus the user's seen count)."""
+        extra = 0
+        if exclude_seen:
+            extra = int((self.seen_indptr[users + 1] - self.seen_indptr[users]).max())
+        depth = min(k + extra, len(self.items))
+        self._ann.hnsw.efSearch = max(64, 2 * depth)
+        vals, idx = self._ann.search(np.ascontiguousarray(self.users[users]), depth)
+        ids, scores = [], []
+        for row, user in enumerate(users):
+            keep = idx[row] >= 0
+            if exclude_seen:
+                keep &= ~np.isin(idx[row], self.seen(int(user)))
+            ids.append(idx[row][keep][:k].astype(np.int64))
+            scores.append(vals[row][keep][:k].astype(np.float64))
+        return ids, scores
+
+    def info(self) -> dict[str, Any]:
+        """A summary for ``/health`` and logs."""
+        return {
+            "model": self.model,
+            "users": self.n_users,
+            "items": self.n_items,
+            "dim": int(self.users.shape[1]),
+            "index": self.index_kind,
+            "can_add_items": self.can_add_items,
+            "feature_dims": self.feature_dims,
+        }
+
+
+def bundle_summary(path: str | Path) -> str:
+    """One line describing a bundle folder (for the CLI)."""
+    manifest = read_json(Path(path) / MANIFEST)
+    cold = "adds items from features" if manifest.get("cold_start") else "id-only"
+    return (
+        f"{manifest['model']} bundle: {manifest['n_users']:,} users, {manifest['n_items']:,} "
+        f"items, d={manifest['dim']}, {cold}"
+    )
+
+
+__all__ = ["Recommendations", "Recommender", "UnknownIdError", "bundle_summary", "top_k"]

@@ -1,0 +1,82 @@
+"""``mentor benchmark``: search on valid, several seeds, tables and a plot, resumable."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+from conftest import make_dataset
+
+from mentor.benchmark import grids_for, parse_models
+from mentor.cli import main
+from mentor.errors import MentorError
+from mentor.registry import model_names
+
+
+def test_benchmark_end_to_end_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = make_dataset(tmp_path, n_items=60)
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"bpr": {"model.reg_weight": [1e-3, 1.0]}}))
+    out = tmp_path / "bench"
+    argv = ["benchmark", "--data", str(data), "--models", "pop,bpr", "--seeds", "2"]
+    argv += ["--out", str(out), "--grid", str(grid), "--epochs", "2"]
+    assert main(argv) == 0
+    payload = json.loads((out / "results.json").read_text())
+    rows = {row["model"]: row for row in payload["rows"]}
+    assert list(rows) == ["pop", "bpr"]
+    bpr = rows["bpr"]
+    assert bpr["grid_runs"] == 2 and bpr["seeds"] == [999, 1]
+    search = json.loads((out / "runs" / "bpr" / "search.json").read_text())
+    # the chosen combination is the best on valid among the grid's runs (seed 999)
+    grid_runs = [r for r in search["runs"] if r["params"].get("train.seed") == 999]
+    assert grid_runs
+    runs = [
+        json.loads((out / "runs" / "bpr" / r / "metrics.json").read_text()) for r in bpr["runs"]
+    ]
+    values = [r["test"]["recall@20"] for r in runs]
+    assert bpr["test_recall@20"] == pytest.approx(statistics.mean(values))
+    assert bpr["test_recall@20_sd"] == pytest.approx(statistics.stdev(values))
+    assert len({r["train_seconds"] for r in runs}) == 2  # two distinct trainings
+    assert bpr["peak_rss_mb"] > 0
+    md = (out / "results.md").read_text()
+    assert "| bpr |" in md and "±" in md and "reg_weight=" in md
+    with open(out / "results.csv") as handle:
+        assert [r["model"] for r in csv.DictReader(handle)] == ["pop", "bpr"]
+    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    stamps = {p: p.stat().st_mtime for p in (out / "runs").rglob("metrics.json")}
+    capsys.readouterr()
+    assert main(argv) == 0  # resumed: every run reused
+    assert {p: p.stat().st_mtime for p in (out / "runs").rglob("metrics.json")} == stamps
+
+
+def test_parse_models_and_grids(tmp_path: Path) -> None:
+    assert parse_models("all") == model_names()
+    assert parse_models("BPR, lightgcn,bpr") == ["bpr", "lightgcn"]
+    with pytest.raises(MentorError, match="did you mean"):
+        parse_models("lightgnc")
+    assert grids_for(["lightgcn"], "default")["lightgcn"]["model.n_layers"] == [1, 2, 3, 4]
+    assert grids_for(["bpr"], "none") == {"bpr": {}}
+    bad = tmp_path / "g.json"
+    bad.write_text('{"bpr": {"model.reg_weight": []}}')
+    with pytest.raises(MentorError, match="empty list"):
+        grids_for(["bpr"], str(bad))
+    with pytest.raises(MentorError, match="'default', 'none' or a JSON"):
+        grids_for(["bpr"], "nonsense")
+
+
+def test_every_model_has_a_grid_of_valid_keys(tmp_path: Path) -> None:
+    from mentor.config import resolve_config
+    from mentor.registry import get_model
+    from mentor.search import combinations
+
+    for name in model_names():
+        grid = get_model(name).grid
+        for combo in combinations(grid)[:1] + combinations(grid)[-1:]:
+            tree: dict = {"data": {"path": "x"}}
+            for key, value in combo.items():
+                section, field = key.split(".", 1)
+                tree.setdefault(section, {})[field] = value
+            resolve_config(name, tree)  # raises on a key the model does not have

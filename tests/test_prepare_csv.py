@@ -1,0 +1,261 @@
+"""Tests of mentor.prepare.catalog (any CSV catalogue with text and generated images) and of
+``prepare movielens --content``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mentor.cli import main
+from mentor.data.dataset import load_dataset
+from mentor.errors import MentorError
+from mentor.prepare import movielens
+from mentor.prepare.catalog import prepare_csv
+
+PIL = pytest.importorskip("PIL.Image")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+class FakeTextEncoder:
+    """Deterministic 3-d stand-in for a sentence encoder; remembers what it encoded."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        self.seen += texts
+        return np.array([[len(t), t.count(" "), 1.0] for t in texts], dtype=np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        return {"encoder": "fake", "dim": 3}
+
+    def identity(self) -> str:
+        return "fake"
+
+
+COLOURS = {"sku-1": (255, 0, 0), "sku-2": (0, 255, 0), "sku-3": (0, 0, 255), "sku-4": (9, 9, 9)}
+
+
+def write_catalogue(folder: Path) -> tuple[Path, Path]:
+    """4 users x 4 items, all pairs, with ISO dates; items.csv with a duplicate row, an item
+    without text, relative image paths (one missing file, one corrupt)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {"customer": f"c{u}", "product": f"sku-{i}", "when": f"2024-01-{1 + u + i:02d}T10:00:00"}
+        for u in range(4)
+        for i in (1, 2, 3, 4)
+    ]
+    rows.append({"customer": "c9", "product": "sku-1", "when": "2024-02-01"})  # below the core
+    inter = folder / "events.csv"
+    pd.DataFrame(rows).to_csv(inter, index=False)
+    (folder / "img").mkdir()
+    for sku, colour in list(COLOURS.items())[:2]:
+        PIL.new("RGB", (30, 20), colour).save(folder / "img" / f"{sku}.png")
+    (folder / "img" / "sku-3.jpg").write_bytes(b"\xff\xd8 broken")
+    items = folder / "items.csv"
+    pd.DataFrame(
+        {
+            "product": ["sku-1", "sku-2", "sku-1", "sku-3", "sku-4"],
+            "name": ["Red mug", "Green cup", "DUPLICATE", "", "Plate"],
+            "about": ["Holds tea.\nDishwasher safe", "", "ignored", "", "Round"],
+            "pic": ["img/sku-1.png", "img/sku-2.png", "", "img/sku-3.jpg", "img/missing.png"],
+        }
+    ).to_csv(items, index=False)
+    return inter, items
+
+
+def _run(folder: Path, **kwargs: Any) -> dict[str, Any]:
+    inter, items = write_catalogue(folder / "raw")
+    warnings: list[str] = []
+    options: dict[str, Any] = {
+        "time_col": "when",
+        "text_cols": ("name", "about"),
+        "image_col": "pic",
+        "kcore": 4,
+        "text_model": FakeTextEncoder(),
+        "progress": False,
+        "warn": warnings.append,
+    }
+    options.update(kwargs)
+    meta = prepare_csv(folder / "shop", inter, items, "customer", "product", **options)
+    meta["_warnings"] = warnings
+    return meta
+
+
+def test_csv_catalogue_with_images(tmp_path: Path) -> None:
+    encoder = FakeTextEncoder()
+    meta = _run(tmp_path, text_model=encoder)
+    out = tmp_path / "shop"
+    dataset = load_dataset(out)
+    assert (dataset.n_users, dataset.n_items) == (4, 4)
+    assert meta["counts"]["interactions"] == 16 and meta["interactions"]["kcore_dropped_rows"] == 1
+    inter = pd.read_csv(out / "shop.inter", sep="\t")
+    assert list(inter.columns) == ["userID", "itemID", "timestamp", "x_label"]
+    assert inter["timestamp"].min() == pd.Timestamp("2024-01-02T10:00:00Z").timestamp()
+    items = pd.read_csv(out / "i_id_mapping.tsv", sep="\t")["item_id"].tolist()
+    assert items == ["sku-1", "sku-2", "sku-3", "sku-4"]  # first appearance in events.csv
+
+    text = np.load(out / "text_feat.npy")
+    assert sorted(encoder.seen) == [
+        "Green cup",
+        "Plate Round",
+        "Red mug Holds tea. Dishwasher safe",
+    ]
+    np.testing.assert_array_equal(text[items.index("sku-3")], 0.0)  # no text: zeros
+    assert meta["text_feat.npy"]["missing"] == 1
+    assert meta["inputs"]["items"]["duplicate_ids"] == 1
+    assert not any("DUPLICATE" in t for t in encoder.seen)  # the first row of sku-1 wins
+
+    image = np.load(out / "image_feat.npy")
+    assert image.shape == (4, 240) and np.isfinite(image).all()
+    red, green = image[items.index("sku-1")], image[items.index("sku-2")]
+    assert red[15] == pytest.approx(1.0) and red[16] == pytest.approx(1.0)  # R top bin, G bottom
+    assert green[0] == pytest.approx(1.0) and green[31] == pytest.approx(1.0)
+    for sku in ("sku-3", "sku-4"):  # unreadable and missing: the mean of the found vectors
+        np.testing.assert_allclose(image[items.index(sku)], (red + green) / 2)
+    info = meta["image_feat.npy"]
+    assert (info["missing"], info["file_not_found"], info["unreadable"]) == (0, 1, 1)
+    warnings = " | ".join(meta["_warnings"])
+    for fragment in ("repeat an item id", "no text", "do not exist", "could not be decoded"):
+        assert fragment in warnings
+    assert "weight-free" in warnings  # the descriptor is announced
+
+
+def test_csv_images_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    for sku, colour in COLOURS.items():
+        PIL.new("RGB", (8, 8), colour).save(folder / f"{sku}.png")
+    (folder / "README.md").write_text("not an image")
+    meta = _run(tmp_path, image_col=None, images=folder, text_cols=())
+    assert meta["image_feat.npy"]["missing"] == 0
+    assert not (tmp_path / "shop" / "text_feat.npy").exists()
+    assert any("README.md" in w for w in meta["_warnings"])
+
+
+def test_csv_bad_input(tmp_path: Path) -> None:
+    inter, items = write_catalogue(tmp_path / "raw")
+    with pytest.raises(MentorError, match=r"line 1: no column 'buyer'.*customer"):
+        prepare_csv(tmp_path / "out", inter, items, "buyer", "product", progress=False)
+    with pytest.raises(MentorError, match="no column 'title'"):
+        prepare_csv(
+            tmp_path / "out", inter, items, "customer", "product", text_cols=["title"], kcore=1
+        )
+    with pytest.raises(MentorError, match="no such file"):
+        prepare_csv(tmp_path / "out", tmp_path / "nope.csv", items, "a", "b")
+    with pytest.raises(MentorError, match="not both"):
+        prepare_csv(tmp_path / "out", inter, items, "a", "b", image_col="pic", images=tmp_path)
+    with pytest.raises(MentorError, match="no interaction is left after the 50-core"):
+        prepare_csv(tmp_path / "out", inter, items, "customer", "product", kcore=50)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(MentorError, match="empty"):
+        prepare_csv(tmp_path / "out", empty, items, "customer", "product")
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_cli_prepare_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import mentor.features.extract as extract
+
+    monkeypatch.setattr(extract, "text_encoder_from", lambda model: FakeTextEncoder())
+    inter, items = write_catalogue(tmp_path / "raw")
+    out = tmp_path / "shop"
+    argv = ["data", "prepare", "csv", "--interactions", str(inter), "--items", str(items)]
+    argv += ["--user-col", "customer", "--item-col", "product", "--time-col", "when"]
+    argv += ["--text-cols", "name,about", "--image-col", "pic", "--kcore", "4"]
+    argv += ["--out", str(out), "--quiet", "--image-model", "descriptor"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "4 users, 4 items, 16 interactions" in captured.out
+    assert "weight-free" in captured.err
+    assert json.loads((out / "meta.json").read_text())["columns"]["text"] == ["name", "about"]
+    assert main(argv[:3] + ["--interactions", str(inter), "--out", str(tmp_path / "x")]) == 2
+    assert "needs --items" in capsys.readouterr().err
+    assert main([*argv[:-3], "--content", "x"]) == 2
+    assert "does not apply" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ movielens --content
+
+
+def _write_raw_movielens(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    rows = ["user_id:token\titem_id:token\trating:float\ttimestamp:float"]
+    for user in (1, 2, 3):
+        for item in (1, 2, 3, 4, 5):
+            rows.append(f"{user}\t{item}\t{1 + (user + item) % 5}\t{880000000 + 10 * user + item}")
+    (folder / "ml-100k.inter").write_text("\n".join(rows) + "\n")
+    items = ["item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq"]
+    items += [f"{i}\tMovie {i}\t199{i}\tDrama" for i in (1, 2, 3, 4, 5)]
+    (folder / "ml-100k.item").write_text("\n".join(items) + "\n")
+    return folder
+
+
+def _write_content(folder: Path) -> Path:
+    (folder / "posters").mkdir(parents=True)
+    pd.DataFrame(
+        {
+            "movie_id": [1, 2, 2, 3, 4],
+            "title": ["Toy (1995)", "Eye (1995)", "Eye again", "Four (1995)", "Five (1995)"],
+            "overview": ["Toys live.", "Bond.", "dup", "", "Spies."],
+        }
+    ).to_csv(folder / "items.csv", index=False)
+    for movie, colour in ((1, (200, 0, 0)), (2, (0, 0, 200)), (4, (0, 200, 0))):
+        PIL.new("RGB", (92, 138), colour).save(folder / "posters" / f"{movie}.jpg")
+    (folder / "posters" / "notes.txt").write_text("x")
+    return folder
+
+
+def test_movielens_content(tmp_path: Path) -> None:
+    raw = _write_raw_movielens(tmp_path / "raw")
+    content = _write_content(tmp_path / "content")
+    encoder = FakeTextEncoder()
+    warnings: list[str] = []
+    meta = movielens.prepare_movielens_content(
+        tmp_path / "mm", content, seed=3, raw=raw, progress=False, text_model=encoder,
+        warn=warnings.append,
+    )  # fmt: skip
+    out = tmp_path / "mm"
+    assert encoder.seen == ["Toy (1995). Toys live.", "Eye (1995). Bond.", "Four (1995).",
+                            "Five (1995). Spies.", "Movie 5."]  # fmt: skip
+    dataset = load_dataset(out)
+    assert set(dataset.features) == {"genre", "image", "text"}
+    assert dataset.features["image"].shape == (5, 240)
+    image = dataset.features["image"]
+    np.testing.assert_allclose(image[2], image[[0, 1, 3]].mean(axis=0), rtol=1e-6)  # no poster
+    assert meta["text_feat.npy"]["without_overview"] == 2
+    assert meta["text_feat.npy"]["not_in_content"] == 1
+    assert meta["inputs"]["content_items"]["duplicate_ids"] == 1
+    assert meta["image_feat.npy"]["missing"] == 2 and meta["inputs"]["posters"]["files"] == 3
+    # interactions and split are those of the plain MovieLens preparation
+    plain = movielens.prepare_movielens(
+        tmp_path / "plain", seed=3, raw=raw, encoder=lambda t: np.ones((len(t), 2)), progress=False
+    )
+    for name in ("ml-100k.inter", "u_id_mapping.tsv", "i_id_mapping.tsv", "genre_feat.npy"):
+        assert (out / name).read_bytes() == (plain / name).read_bytes(), name
+    assert any("weight-free" in w for w in warnings)
+
+
+def test_movielens_content_shared_posters(tmp_path: Path) -> None:
+    """The real ml-100k-posters folder: every one of the 1,682 movies gets text and an image
+    row (fake text encoder, weight-free image descriptor)."""
+    content = SHARED / "ml-100k-posters"
+    raw = SHARED / "ml-100k"
+    if not (content / "items.csv").is_file() or not (raw / "ml-100k.inter").is_file():
+        pytest.skip("shared ml-100k-posters not available")
+    meta = movielens.prepare_movielens_content(
+        tmp_path / "mm", content, raw=raw, progress=False, text_model=FakeTextEncoder(),
+        warn=lambda message: None,
+    )  # fmt: skip
+    assert meta["counts"]["items"] == 1682
+    assert meta["inputs"]["content_items"]["duplicate_ids"] == 64  # 1,746 rows for 1,682 ids
+    assert meta["text_feat.npy"]["without_overview"] == 18
+    assert meta["image_feat.npy"]["missing"] == 19 and meta["inputs"]["posters"]["files"] == 1663
+    dataset = load_dataset(tmp_path / "mm")
+    assert dataset.features["image"].shape == (1682, 240)
