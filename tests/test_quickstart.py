@@ -9,6 +9,7 @@ import pytest
 from conftest import make_dataset
 
 import mentor.prepare.movielens as movielens
+from mentor.errors import MentorError
 from mentor.quickstart import run_quickstart
 
 
@@ -44,3 +45,16 @@ def test_quickstart_trains_tables_and_exports(
     again = run_quickstart(out, ["lightgcn", "mentor"], quiet=True)
     assert again == results
     assert "reusing finished run" in capsys.readouterr().out
+
+
+def test_quickstart_never_reuses_a_run_of_other_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = make_dataset(tmp_path, n_items=80, features={"text": 8})
+    monkeypatch.setattr(movielens, "prepare_movielens", lambda out, progress=True: data)
+    monkeypatch.setattr("mentor.quickstart.SETTINGS", {"bpr": {"train": {"epochs": 1}}})
+    out = tmp_path / "qs"
+    run_quickstart(out, ["bpr"], quiet=True)
+    monkeypatch.setattr("mentor.quickstart.SETTINGS", {"bpr": {"train": {"epochs": 2}}})
+    with pytest.raises(MentorError, match="other settings or data"):
+        run_quickstart(out, ["bpr"], quiet=True)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
-from mentor.config import resolve_config
-from mentor.data.dataset import load_dataset
+from mentor import __version__
+from mentor.config import RunConfig, resolve_config
+from mentor.data.dataset import Dataset, load_dataset
+from mentor.errors import MentorError
 from mentor.paths import cache_dir
-from mentor.runs import export_topk, load_run
+from mentor.runs import export_topk, load_run, read_run_config
+from mentor.search import run_identity
 from mentor.table import format_table
 from mentor.training.loop import fit
+from mentor.training.runinfo import read_run_info
 
 #: per-model settings of the quick start (MENTOR: the official hyper-parameters, with genre
 #: features in the image role of the semantic graph, as in the equivalence benchmark)
@@ -20,6 +25,16 @@ SETTINGS = {
     "bpr": {"model": {"reg_weight": 1e-4}},
     "mentor": {"model": {"semantic_graph_weights": {"genre": 0.1, "text": 0.9}}},
 }
+
+
+def _same_run(run: Path, config: RunConfig, dataset: Dataset) -> bool:
+    """Whether ``run`` was made with ``config`` on ``dataset`` by this version of mentor."""
+    info = read_run_info(run)
+    if info is None or info.get("mentor_version") != __version__:
+        return False
+    stored = read_run_config(run)
+    fingerprint = dataset.fingerprint()
+    return run_identity(stored, info["data_fingerprint"]) == run_identity(config, fingerprint)
 
 
 def run_quickstart(out: Path | None, models: list[str], quiet: bool = False) -> dict[str, dict]:
@@ -35,14 +50,17 @@ def run_quickstart(out: Path | None, models: list[str], quiet: bool = False) -> 
     order = ["pop", *[m for m in models if m != "pop"]]
     for name in order:
         run = out / name
-        if (run / "metrics.json").exists():
+        tree = {"data": {"path": str(data.absolute())}, **SETTINGS.get(name, {})}
+        config = resolve_config(name, tree)
+        if (run / "metrics.json").exists() and _same_run(run, config, dataset):
             print(f"{name}: reusing finished run {run}")
-            import json
-
             metrics = json.loads((run / "metrics.json").read_text())
         else:
-            tree = {"data": {"path": str(data)}, **SETTINGS.get(name, {})}
-            config = resolve_config(name, tree)
+            if (run / "config.json").exists() and not _same_run(run, config, dataset):
+                raise MentorError(
+                    f"{run}: holds a run with other settings or data than this quick start; "
+                    "remove it or give another --out"
+                )
             start = time.perf_counter()
             metrics = fit(
                 config,
