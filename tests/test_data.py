@@ -175,9 +175,10 @@ def test_duplicates_dropped_with_warning(tmp_path: Path) -> None:
     ]
     (folder / "dup.inter").write_text("\n".join(lines) + "\n")
     ds = load_dataset(folder)
-    assert len(ds.warnings) == 1
+    assert len(ds.warnings) == 2
     assert "dropped 3 duplicate" in ds.warnings[0]
     assert "dup.inter" in ds.warnings[0]
+    assert "1 of 5 item ids have no interaction at all (kept" in ds.warnings[1]  # item 0
     assert sorted(map(tuple, ds.train.tolist())) == [(0, 1), (0, 2), (1, 1)]
     assert ds.splits["valid"].tolist() == [[1, 3]]
     assert ds.splits["test"].tolist() == [[1, 4]]

@@ -170,7 +170,8 @@ def test_sparse_id_space_warns(tmp_path: Path) -> None:
     lines[1] = "\t".join(["5000", *lines[1].split("\t")[1:]])
     inter.write_text("\n".join(lines) + "\n")
     ds = load_dataset(folder)
-    assert any("of 5,001 user ids have no interaction" in w for w in ds.warnings)
+    assert any("of 5,001 user ids have no interaction at all" in w for w in ds.warnings)
+    assert any("renumber ids densely" in w for w in ds.warnings)
 
 
 # 8. empty valid/test split; eval_every > epochs ----------------------------------------------

@@ -238,14 +238,18 @@ def _check_coverage(mapping: dict[int, str], ids: np.ndarray, path: Path, column
 
 
 def _id_space_warning(ids: np.ndarray, n: int, what: str) -> str | None:
-    """A warning when most of the id space ``0..n-1`` is unused (MMRec keeps such gaps)."""
-    used = len(np.unique(ids))
-    if n >= 1000 and used < n / 2:
-        return (
-            f"{n - used:,} of {n:,} {what} ids have no interaction; each still costs a table row "
-            "(renumber ids densely to save memory)"
-        )
-    return None
+    """A warning with the count of ids in ``0..n-1`` that have no interaction at all.
+
+    They are kept, as MMRec keeps them (they still cost a table row and, for items, are ranked).
+    """
+    unused = n - len(np.unique(ids))
+    if unused == 0:
+        return None
+    advice = "; renumber ids densely to save memory" if unused > n / 2 else ""
+    return (
+        f"{unused:,} of {n:,} {what} ids have no interaction at all (kept, as MMRec keeps "
+        f"them{advice})"
+    )
 
 
 def read_features(path: Path, n_items: int) -> np.ndarray:

@@ -1,6 +1,7 @@
 """MF-BPR (Rendle et al., UAI 2009) as MMRec's ``BPR`` model: dot-product matrix factorisation.
 
-Checked against MMRec's ``models/bpr.py``: Xavier-uniform embeddings, BPR loss plus
+Checked against MMRec's ``models/bpr.py``: Xavier-normal embeddings (MMRec applies its
+``xavier_normal_initialization`` to both tables), BPR loss plus
 ``reg_weight`` times the EmbLoss (sum of norms / batch) of the batch embeddings.
 """
 
@@ -12,7 +13,7 @@ import torch
 
 from mentor.data.sampler import Batch
 from mentor.losses import bpr_loss, emb_norm_loss, rows
-from mentor.models.base import ModelContext, Recommender, xavier_uniform
+from mentor.models.base import ModelContext, Recommender, xavier_normal
 
 
 @dataclass
@@ -30,8 +31,8 @@ class MFBPR(Recommender):
 
     def __init__(self, config: MFConfig, ctx: ModelContext, generator: torch.Generator) -> None:
         super().__init__(config, ctx, generator)
-        self.user_embedding = xavier_uniform((ctx.n_users, config.embedding_size), generator)
-        self.item_embedding = xavier_uniform((ctx.n_items, config.embedding_size), generator)
+        self.user_embedding = xavier_normal((ctx.n_users, config.embedding_size), generator)
+        self.item_embedding = xavier_normal((ctx.n_items, config.embedding_size), generator)
 
     def loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """BPR + EmbLoss regularisation."""
