@@ -140,6 +140,44 @@ class Recommender(nn.Module):
         raise NotImplementedError(f"{type(self).__name__} has auxiliary parameters but no loss")
 
 
+class DotProductRecommender(Recommender):
+    """A model that scores by dot products of user and item representations computed over the
+    whole graph at once (LightGCN and most graph models).
+
+    Subclasses implement :meth:`full_representations`; scoring computes it once per evaluation
+    pass (:meth:`prepare_scoring`), serves from the cache, and drops it when the mode changes.
+    """
+
+    def __init__(self, config: Any, ctx: ModelContext, generator: torch.Generator) -> None:
+        super().__init__(config, ctx, generator)
+        self._reps: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def full_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Users [n_users, d] and items [n_items, d] as scored at evaluation."""
+        raise NotImplementedError
+
+    def prepare_scoring(self) -> None:
+        """Compute the representations once for a whole evaluation pass."""
+        self._reps = self.full_representations()
+
+    def serving_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cached users [U, d] and items [I, d]; scores are their dot products."""
+        if self._reps is None:
+            self.prepare_scoring()
+        assert self._reps is not None
+        return self._reps
+
+    def score(self, users: torch.Tensor) -> torch.Tensor:
+        """[B, n_items] dot products of the representations."""
+        user_reps, item_reps = self.serving_representations()
+        return user_reps[users] @ item_reps.T
+
+    def train(self, mode: bool = True) -> DotProductRecommender:
+        """Switching mode drops the cached representations."""
+        self._reps = None
+        return super().train(mode)
+
+
 def xavier_uniform(shape: tuple[int, int], generator: torch.Generator) -> nn.Parameter:
     """A new [fan_out, fan_in] parameter with Xavier-uniform values drawn from ``generator``."""
     weight = torch.empty(shape)

@@ -17,7 +17,7 @@ e775373). What it computes, with U users, I items, d = ``embedding_size``, B bat
 - score: ``p(users) @ p(items)^T``.
 
 As in MMRec the raw feature tables are trainable parameters (``nn.Embedding.from_pretrained(...,
-freeze=False)``); ``freeze_features=true`` keeps them fixed, as the paper describes features.
+freeze=False)``); ``train_features=false`` keeps them fixed, as the paper describes features.
 Modalities play symmetric roles, so any set of names works.
 """
 
@@ -44,7 +44,7 @@ class BM3Config:
     reg_weight: float = 0.1
     dropout: float = 0.3
     cl_weight: float = 2.0
-    freeze_features: bool = False
+    train_features: bool = True
 
     def validate(self, where: str) -> None:
         """Reject settings that cannot work."""
@@ -81,7 +81,7 @@ class BM3(Recommender):
         self.features: dict[str, torch.Tensor] = {}
         for m, feat in ctx.features.items():
             self.trs[m] = linear(feat.shape[1], d, generator, "xavier_normal")
-            if config.freeze_features:
+            if not config.train_features:
                 self.features[m] = feat
             else:
                 self.raw[m] = nn.Parameter(feat.detach().clone().float())
@@ -90,7 +90,7 @@ class BM3(Recommender):
 
     def _raw(self, modality: str) -> torch.Tensor:
         """Raw feature table [I, F] of ``modality`` (a parameter unless frozen)."""
-        return self.features[modality] if self.config.freeze_features else self.raw[modality]
+        return self.raw[modality] if self.config.train_features else self.features[modality]
 
     def online(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Online tables: users [U, d], items [I, d] (layer mean + the item's layer-0 row)."""

@@ -44,7 +44,7 @@ from mentor.data.sampler import Batch
 from mentor.errors import MentorError
 from mentor.graph import SparseGraph, mean_graphs
 from mentor.losses import bpr_loss, rows
-from mentor.models.base import ModelContext, Recommender
+from mentor.models.base import DotProductRecommender, ModelContext
 from mentor.models.mentor import ModalityGCN
 
 
@@ -133,7 +133,7 @@ def branch_order(modalities: list[str]) -> list[str]:
     return sorted(modalities, key=lambda m: m != "image")
 
 
-class DualGNN(Recommender):
+class DualGNN(DotProductRecommender):
     """Modality GCNs fused per user, plus a co-interaction user-user graph."""
 
     name = "dualgnn"
@@ -175,7 +175,6 @@ class DualGNN(Recommender):
         self.register_buffer("user_weights", sampled[1])
         self.user_graph = self._user_graph()
         self.register_load_state_dict_post_hook(self._rebuild_user_graph)
-        self._reps: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _user_graph(self) -> SparseGraph:
         """The sampled user-user graph [U, U] (repeated neighbours' weights summed)."""
@@ -242,23 +241,6 @@ class DualGNN(Recommender):
             "reg": self.config.reg_weight * reg,  # type: ignore[dict-item]
         }
 
-    def prepare_scoring(self) -> None:
-        """Compute the representations once for a whole evaluation pass."""
-        self._reps = self.representations()
-
-    def serving_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Users [U, d] and items [I, d]; scores are their dot products."""
-        if self._reps is None:
-            self.prepare_scoring()
-        assert self._reps is not None
-        return self._reps
-
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        """[B, n_items] dot products."""
-        user_reps, item_reps = self.serving_representations()
-        return user_reps[users] @ item_reps.T
-
-    def train(self, mode: bool = True) -> DualGNN:
-        """Switching mode drops cached scoring representations."""
-        self._reps = None
-        return super().train(mode)
+    def full_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Users [U, d] and items [I, d] (see :meth:`representations`)."""
+        return self.representations()

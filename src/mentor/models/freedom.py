@@ -37,7 +37,7 @@ from mentor.data.sampler import Batch
 from mentor.errors import MentorError
 from mentor.graph import SparseGraph
 from mentor.losses import bpr_loss, rows
-from mentor.models.base import ModelContext, Recommender, linear, xavier_uniform
+from mentor.models.base import DotProductRecommender, ModelContext, linear, xavier_uniform
 from mentor.models.layergcn import TrainEdges
 
 
@@ -80,7 +80,7 @@ def item_graph_weights(modalities: list[str], image_weight: float) -> dict[str, 
     return {m: 1.0 / len(modalities) for m in modalities}
 
 
-class FREEDOM(Recommender):
+class FREEDOM(DotProductRecommender):
     """LightGCN with a frozen feature kNN item graph and degree-sensitive edge pruning."""
 
     name = "freedom"
@@ -110,7 +110,6 @@ class FREEDOM(Recommender):
         self.trs = nn.ModuleDict(
             {m: linear(f.shape[1], dim, generator, bias="none") for m, f in ctx.features.items()}
         )
-        self._reps: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def on_epoch_start(self, epoch: int, generator: torch.Generator) -> None:
         """Degree-sensitive edge pruning for this epoch."""
@@ -149,23 +148,6 @@ class FREEDOM(Recommender):
         terms["features"] = self.config.reg_weight * feature_bpr
         return terms
 
-    def prepare_scoring(self) -> None:
-        """Propagate once over the full graph for a whole evaluation pass."""
-        self._reps = self.propagate(self.graph)
-
-    def serving_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Users [U, d] and items [I, d] over the full graph; scores are their dot products."""
-        if self._reps is None:
-            self.prepare_scoring()
-        assert self._reps is not None
-        return self._reps
-
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        """[B, n_items] dot products of full-graph representations."""
-        user_reps, item_reps = self.serving_representations()
-        return user_reps[users] @ item_reps.T
-
-    def train(self, mode: bool = True) -> FREEDOM:
-        """Switching mode drops cached scoring representations."""
-        self._reps = None
-        return super().train(mode)
+    def full_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Users [U, d] and items [I, d] over the full (not edge-dropped) graph."""
+        return self.propagate(self.graph)

@@ -23,8 +23,8 @@ matrix; here both are sparse top-k lists (the top-k search runs in row blocks,
 :func:`~mentor.graph.knn_indices`), so memory is O(I k M), never O(I^2).
 
 Switches and departures:
-- ``freeze_features`` (default false): MMRec trains the raw feature tables
-  (``nn.Embedding.from_pretrained(..., freeze=False)``); ``true`` keeps them fixed.
+- ``train_features`` (default true): MMRec trains the raw feature tables
+  (``nn.Embedding.from_pretrained(..., freeze=False)``); ``false`` keeps them fixed.
 - the L2 term is divided by the batch's length; MMRec divides by the configured batch size, which
   differs only on an epoch's last, shorter batch.
 - ``cf_model`` ``lightgcn`` (default) or ``mf``; MMRec's ``ngcf`` variant is not ported.
@@ -61,7 +61,7 @@ class LatticeConfig:
     cf_model: Literal["lightgcn", "mf"] = "lightgcn"
     n_layers: int = 1
     knn_k: int = 10
-    freeze_features: bool = False
+    train_features: bool = True
 
     def validate(self, where: str) -> None:
         """Reject settings that cannot work."""
@@ -157,7 +157,7 @@ class LATTICE(Recommender):
         self.raw = nn.ParameterDict()
         self.features: dict[str, torch.Tensor] = {}
         for m in self.modalities:
-            if config.freeze_features:
+            if not config.train_features:
                 self.features[m] = ctx.features[m]
             else:
                 self.raw[m] = nn.Parameter(ctx.features[m].detach().clone().float())
@@ -181,7 +181,7 @@ class LATTICE(Recommender):
         """Normalised ``sum_m w_m kNN(trs_m(features_m))`` as edges [E] (with gradient)."""
         parts = []
         for k, m in enumerate(self.modalities):
-            raw = self.features[m] if self.config.freeze_features else self.raw[m]
+            raw = self.raw[m] if self.config.train_features else self.features[m]
             parts.append(weighted_knn(self.trs[m](raw), self.config.knn_k, weights[k]))
         return sym_normalise(_concat(parts), self.n_items)
 

@@ -13,7 +13,7 @@ import torch
 
 from mentor.data.sampler import Batch
 from mentor.losses import bpr_loss, emb_norm_loss, rows
-from mentor.models.base import ModelContext, Recommender, xavier_uniform
+from mentor.models.base import DotProductRecommender, ModelContext, xavier_uniform
 
 
 @dataclass
@@ -32,7 +32,7 @@ class LightGCNConfig:
             raise MentorError(f"{where}.n_layers must be >= 0")
 
 
-class LightGCN(Recommender):
+class LightGCN(DotProductRecommender):
     """Graph-propagated ID embeddings."""
 
     name = "lightgcn"
@@ -44,8 +44,6 @@ class LightGCN(Recommender):
         self.graph = ctx.interactions
         self.user_embedding = xavier_uniform((ctx.n_users, config.embedding_size), generator)
         self.item_embedding = xavier_uniform((ctx.n_items, config.embedding_size), generator)
-        self._users: torch.Tensor | None = None
-        self._items: torch.Tensor | None = None
 
     def propagate(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Layer-mean representations: users [n_users, d], items [n_items, d].
@@ -79,25 +77,6 @@ class LightGCN(Recommender):
             "reg": self.config.reg_weight * reg,
         }
 
-    def prepare_scoring(self) -> None:
-        """Propagate once for a whole evaluation pass."""
-        self._users, self._items = self.propagate()
-
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        """[B, n_items] dot products of propagated embeddings."""
-        if self._users is None or self._items is None:
-            self.prepare_scoring()
-        assert self._users is not None and self._items is not None
-        return self._users[users] @ self._items.T
-
-    def serving_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Layer-mean representations: users [U, d], items [I, d]."""
-        if self._users is None or self._items is None:
-            self.prepare_scoring()
-        assert self._users is not None and self._items is not None
-        return self._users.detach().clone(), self._items.detach().clone()
-
-    def train(self, mode: bool = True) -> LightGCN:
-        """Switching mode drops cached scoring representations."""
-        self._users = self._items = None
-        return super().train(mode)
+    def full_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer-mean users [U, d] and items [I, d]."""
+        return self.propagate()

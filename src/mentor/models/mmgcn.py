@@ -48,7 +48,7 @@ from mentor.data.sampler import Batch
 from mentor.errors import MentorError
 from mentor.graph import SparseGraph, mean_graphs
 from mentor.losses import rows
-from mentor.models.base import ModelContext, Recommender, linear, xavier_normal
+from mentor.models.base import DotProductRecommender, ModelContext, linear, xavier_normal
 
 RAW_MODALITY = "text"
 
@@ -103,7 +103,7 @@ class ModalityBranch(nn.Module):
         self.gate = nn.ModuleList()
         for layer in range(n_layers):
             dim_in = width if layer == 0 else d
-            self.conv.append(xavier_normal((dim_in, dim_in if layer == 0 else d), generator))
+            self.conv.append(xavier_normal((dim_in, dim_in), generator))
             self.linear.append(linear(dim_in, d, generator, weight_init="xavier_normal"))
             gate_in = (dim_in + d) if config.concate else dim_in
             # MMRec Xavier-initialises only the first gate; the others keep PyTorch's default
@@ -121,9 +121,8 @@ class ModalityBranch(nn.Module):
         """Users [U, d] and items [I, d] from raw features [I, F_m] and the ID tables."""
         to_users, to_items = graphs
         items = self.project(features) if self.project is not None else features
-        x = nn.functional.normalize(torch.cat([self.preference, items]), dim=1)
-        n_users = self.preference.shape[0]
-        x_u, x_i = x[:n_users], x[n_users:]
+        x_u = nn.functional.normalize(self.preference, dim=1)
+        x_i = nn.functional.normalize(items, dim=1)
         act = nn.functional.leaky_relu
         for weight, lin, gate in zip(self.conv, self.linear, self.gate, strict=True):
             m_u, m_i = x_u @ weight, x_i @ weight
@@ -137,7 +136,7 @@ class ModalityBranch(nn.Module):
         return x_u, x_i
 
 
-class MMGCN(Recommender):
+class MMGCN(DotProductRecommender):
     """One graph network per modality over the user-item graph, averaged."""
 
     name = "mmgcn"
@@ -164,7 +163,6 @@ class MMGCN(Recommender):
             self.id_embedding = id_embedding
         else:
             self.register_buffer("id_embedding", id_embedding)
-        self._reps: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def representations(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean over modalities of the branch outputs: users [U, d], items [I, d]."""
@@ -201,23 +199,6 @@ class MMGCN(Recommender):
             "reg": self.config.reg_weight * reg,
         }
 
-    def prepare_scoring(self) -> None:
-        """Compute the representations once for a whole evaluation pass."""
-        self._reps = self.representations()
-
-    def serving_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Users [U, d] and items [I, d]; scores are their dot products."""
-        if self._reps is None:
-            self.prepare_scoring()
-        assert self._reps is not None
-        return self._reps
-
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        """[B, n_items] dot products."""
-        user_reps, item_reps = self.serving_representations()
-        return user_reps[users] @ item_reps.T
-
-    def train(self, mode: bool = True) -> MMGCN:
-        """Switching mode drops cached scoring representations."""
-        self._reps = None
-        return super().train(mode)
+    def full_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Users [U, d] and items [I, d] (see :meth:`representations`)."""
+        return self.representations()

@@ -195,17 +195,16 @@ class MMSSL(Recommender):
         self.user_id_embedding = xavier_uniform((ctx.n_users, d), generator)
         self.item_id_embedding = xavier_uniform((ctx.n_items, d), generator)
         self.w_self_attention_cat = xavier_uniform((config.head_num * d, d), generator)
-        self.discriminator = Discriminator(
-            ctx.n_items, config.G_drop1, config.G_drop2, generator
-        )
+        self.discriminator = Discriminator(ctx.n_items, config.G_drop1, config.G_drop2, generator)
         # generated graphs: current edges and the rows collected since the last rebuild
         self._edges = {m: (train[:, 0].copy(), train[:, 1].copy()) for m in self.modalities}
         empty = np.empty(0, dtype=np.int64)
         self._pending = {m: (empty, empty) for m in self.modalities}
-        self._graphs = {m: _graph_pair(*self._edges[m], ctx.n_users, ctx.n_items)
-                        for m in self.modalities}
+        self._graphs = {
+            m: _graph_pair(*self._edges[m], ctx.n_users, ctx.n_items) for m in self.modalities
+        }
         self._step = 0
-        self._sample: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._sample: tuple[torch.Tensor, ...] | None = None
         self._users: torch.Tensor | None = None
         self._items: torch.Tensor | None = None
 
@@ -268,12 +267,14 @@ class MMSSL(Recommender):
         dense[row, index["indices"][start[row] + offset]] = 1.0
         return dense
 
+    @staticmethod
     def similarity(
-        self, users: torch.Tensor, user_table: torch.Tensor, item_table: torch.Tensor
+        users: torch.Tensor, train: torch.Tensor, user_table: torch.Tensor, item_table: torch.Tensor
     ) -> torch.Tensor:
-        """L2-normalised rows [B, I] of ``user_table[users] @ item_table^T``, train items 0."""
+        """L2-normalised rows [B, I] of ``user_table[users] @ item_table^T`` with the users'
+        train items ``train`` [B, I] (binary) set to 0."""
         sim = rows(user_table, users) @ item_table.T
-        return nn.functional.normalize(sim * (1.0 - self.train_rows(users)), dim=1)
+        return nn.functional.normalize(sim * (1.0 - train), dim=1)
 
     # ----------------------------------------------------------------------------------------
     # sampling
@@ -304,9 +305,11 @@ class MMSSL(Recommender):
         return users, positives, negatives
 
     def _batch(self, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-        """The sample of this batch: drawn by :meth:`auxiliary_loss`, reused by :meth:`loss`."""
+        """This batch's users, positives, negatives int64 [B] and the users' train rows [B, I]:
+        drawn by :meth:`auxiliary_loss`, reused by :meth:`loss`."""
         if self._sample is None:
-            self._sample = self.draw(len(batch.users), generator)
+            users, positives, negatives = self.draw(len(batch.users), generator)
+            self._sample = (users, positives, negatives, self.train_rows(users))
         return self._sample
 
     # ----------------------------------------------------------------------------------------
@@ -323,18 +326,19 @@ class MMSSL(Recommender):
     def auxiliary_loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """WGAN-GP discriminator loss on this batch's users."""
         cfg = self.config
-        users, _, _ = self._batch(batch, generator)
+        users, _, _, train = self._batch(batch, generator)
         with torch.no_grad():
             out = self.forward_tables(generator)
-            fused = self.similarity(users, out["users"], out["items"])
+            fused = self.similarity(users, train, out["users"], out["items"])
             fake = torch.cat(
-                [self.similarity(users, out[f"fu:{m}"], out[f"fi:{m}"]) for m in self.modalities]
+                [
+                    self.similarity(users, train, out[f"fu:{m}"], out[f"fi:{m}"])
+                    for m in self.modalities
+                ]
             )
             noise = torch.rand(fused.shape, generator=generator, device=fused.device)
             gumbel = torch.log(-torch.log(noise + 1e-8) + 1e-8)
-            real = torch.softmax(
-                (self.train_rows(users) - cfg.log_log_scale * gumbel) / cfg.real_data_tau, dim=1
-            )
+            real = torch.softmax((train - cfg.log_log_scale * gumbel) / cfg.real_data_tau, dim=1)
             real = nn.functional.normalize(real + cfg.ui_pre_scale * fused, dim=1)
             real = real.repeat(len(self.modalities), 1)
         disc = self.discriminator
@@ -351,7 +355,7 @@ class MMSSL(Recommender):
     def loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """BPR + L2 + feature L2 + contrast + adversarial terms; then the graph update."""
         cfg = self.config
-        users, positives, negatives = self._batch(batch, generator)
+        users, positives, negatives, train = self._batch(batch, generator)
         self._sample = None
         out = self.forward_tables(generator)
         u = rows(out["users"], users)
@@ -367,9 +371,13 @@ class MMSSL(Recommender):
         terms["contrast"] = cfg.cl_rate * sum(
             self.contrast(rows(out[f"xu:{m}"], users), u) for m in self.modalities
         )
-        sims = [self.similarity(users, out[f"fu:{m}"], out[f"fi:{m}"]) for m in self.modalities]
+        sims = [
+            self.similarity(users, train, out[f"fu:{m}"], out[f"fi:{m}"]) for m in self.modalities
+        ]
         terms["adversarial"] = -cfg.G_rate * self.discriminator(torch.cat(sims), generator).mean()
-        self.update_graphs(users, {m: s.detach() for m, s in zip(self.modalities, sims, strict=True)})
+        self.update_graphs(
+            users, {m: s.detach() for m, s in zip(self.modalities, sims, strict=True)}
+        )
         return terms
 
     def contrast(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
@@ -481,4 +489,3 @@ class MMSSL(Recommender):
         """Switching mode drops cached scoring tables."""
         self._users = self._items = None
         return super().train(mode)
-

@@ -81,9 +81,7 @@ class SLMRec(Recommender):
     name = "slmrec"
     uses_negatives = False
 
-    def __init__(
-        self, config: SLMRecConfig, ctx: ModelContext, generator: torch.Generator
-    ) -> None:
+    def __init__(self, config: SLMRecConfig, ctx: ModelContext, generator: torch.Generator) -> None:
         super().__init__(config, ctx, generator)
         if not ctx.features:
             raise MentorError("SLMRec needs at least one item feature modality")
@@ -127,18 +125,26 @@ class SLMRec(Recommender):
         return [0, *range(1, m_count - 1), stages - 1]
 
     def branches(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Per-branch ("id" and each modality) users [U, d] and items [I, d]."""
-        layers = self.config.layer_num
-        users, items = {}, {}
-        users["id"], items["id"] = bipartite_layer_mean(
-            self.graph, self.embedding_user, self.embedding_item, layers
+        """Per-branch ("id" and each modality) users [U, d] and items [I, d].
+
+        All branches are propagated together as one [N, (M + 1) d] table (the user table
+        repeated), which equals separate propagations.
+        """
+        names = ["id", *self.modalities]
+        item_inputs = [self.embedding_item] + [
+            self.dense[m](self.features[m]) for m in self.modalities
+        ]
+        users, items = bipartite_layer_mean(
+            self.graph,
+            self.embedding_user.repeat(1, len(names)),
+            torch.cat(item_inputs, dim=1),
+            self.config.layer_num,
         )
-        for m in self.modalities:
-            dense = self.dense[m](self.features[m])
-            users[m], items[m] = bipartite_layer_mean(
-                self.graph, self.embedding_user, dense, layers
-            )
-        return users, items
+        d = self.config.recdim
+        return (
+            dict(zip(names, users.split(d, dim=1), strict=True)),
+            dict(zip(names, items.split(d, dim=1), strict=True)),
+        )
 
     def fuse(
         self, users: dict[str, torch.Tensor], items: dict[str, torch.Tensor]
