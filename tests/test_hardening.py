@@ -413,3 +413,34 @@ def test_internal_error_is_one_line_with_traceback_file(
     assert len(err) == 1 and "internal error (ZeroDivisionError" in err[0]
     path = Path(err[0].split("traceback is in ")[1].split(";")[0])
     assert "ZeroDivisionError" in path.read_text()
+
+
+# found by fuzzing and by hand after the review ----------------------------------------------
+@pytest.mark.parametrize(
+    ("inter", "fragment"),
+    [
+        ('userID\titemID\tx_label\n0\t0\t0\n0\t1\t1\n0\t2\t2\n"\t1\t0\n', "line 5"),
+        ("userID\tuserID\titemID\tx_label\n0\t0\t0\t0\n", "column 'userID' appears twice"),
+    ],
+)
+def test_quotes_and_repeated_columns(tmp_path: Path, inter: str, fragment: str, capsys) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x.inter").write_text(inter)
+    assert main(["data", "check", str(tmp_path / "d")]) == 2
+    assert fragment in one_line_error(capsys)
+
+
+def test_folders_where_files_belong(tmp_path: Path, data: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "d" / "x.inter").mkdir(parents=True)
+    assert main(["data", "check", str(tmp_path / "d")]) == 2
+    assert "no *.inter file" in one_line_error(capsys)
+    (data / "u_id_mapping.tsv").unlink()
+    (data / "u_id_mapping.tsv").mkdir()
+    assert main(["data", "check", str(data)]) == 2
+    assert "not a regular file" in one_line_error(capsys)
+
+
+def test_out_below_a_file(tmp_path: Path, data: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "afile").write_text("x")
+    assert train(data, tmp_path / "afile" / "run") == 2
+    assert "cannot create the folder" in one_line_error(capsys)

@@ -40,6 +40,18 @@ def check_output_file(path: Path) -> None:
             break
 
 
+def make_folder(folder: Path) -> None:
+    """Create ``folder`` (and its parents) or fail with a one-line error saying why."""
+    if folder.exists() and not folder.is_dir():
+        raise MentorError(f"{folder}: exists and is not a folder; choose another path")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MentorError(
+            f"{folder}: cannot create the folder ({exc.strerror or exc}); choose another path"
+        ) from None
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it to ``path``.
@@ -47,7 +59,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     On any error the temporary file is removed and ``path`` is left as it was.
     """
     check_output_file(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
@@ -95,7 +107,7 @@ class RunLock:
     def __enter__(self) -> RunLock:
         import fcntl
 
-        self.folder.mkdir(parents=True, exist_ok=True)
+        make_folder(self.folder)
         handle = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, file_mode())
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -6,6 +6,7 @@ the line or field and what to do.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -98,7 +99,7 @@ class Dataset:
 def _find_inter(folder: Path) -> Path:
     if not folder.is_dir():
         raise MentorError(f"{folder}: not a folder; give an MMRec-layout data folder")
-    found = sorted(folder.glob("*.inter"))
+    found = sorted(p for p in folder.glob("*.inter") if not p.is_dir())
     if not found:
         raise MentorError(f"{folder}: no *.inter file; an MMRec data folder holds <name>.inter")
     if len(found) > 1:
@@ -108,8 +109,31 @@ def _find_inter(folder: Path) -> Path:
 
 
 def _read_tsv(path: Path) -> pd.DataFrame:
-    """Read a tab-separated file with a header; the index holds each row's line number."""
-    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, skip_blank_lines=False)
+    """Read a tab-separated file with a header; the index holds each row's line number.
+
+    Quotes have no meaning (MMRec's files have none), so a stray ``"`` is an ordinary character.
+    """
+    if not path.is_file():
+        raise MentorError(f"{path}: not a regular file; it must be a tab-separated text file")
+    try:
+        frame = pd.read_csv(
+            path,
+            sep="\t",
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=False,
+            quoting=csv.QUOTE_NONE,
+            encoding="utf-8-sig",
+        )
+    except OSError as exc:
+        raise MentorError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    header = [str(c) for c in frame.columns]
+    raw = path.read_text(encoding="utf-8-sig", errors="replace").split("\n", 1)[0].rstrip("\r")
+    names = raw.split("\t")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise MentorError(f"{path}: line 1: column '{twice[0]}' appears twice; name each once")
+    frame.columns = header
     frame.index = np.arange(2, len(frame) + 2)
     blank = (frame == "").all(axis=1)
     return frame[~blank.to_numpy()]
