@@ -444,3 +444,19 @@ def test_out_below_a_file(tmp_path: Path, data: Path, capsys) -> None:  # type: 
     (tmp_path / "afile").write_text("x")
     assert train(data, tmp_path / "afile" / "run") == 2
     assert "cannot create the folder" in one_line_error(capsys)
+
+
+def test_invalid_yaml_config(tmp_path: Path, data: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("yaml")
+    path = tmp_path / "c.yaml"
+    path.write_text("model: [1\n")
+    assert train(data, tmp_path / "r", "--config", str(path)) == 2
+    assert "invalid YAML" in one_line_error(capsys)
+
+
+def test_unwritable_export(tmp_path: Path, data: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    run = tmp_path / "run"
+    assert train(data, run) == 0
+    capsys.readouterr()
+    assert main(["export", "--run", str(run), "--out", "/proc/top.tsv"]) == 2
+    assert "cannot write" in one_line_error(capsys)

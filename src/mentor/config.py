@@ -267,7 +267,12 @@ def load_config_file(path: Path) -> dict[str, Any]:
             raise MentorError(
                 f"{path}: YAML needs PyYAML (pip install pyyaml); or use JSON"
             ) from None
-        tree = yaml.safe_load(text)
+        try:
+            tree = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}: " if mark is not None else ""
+            raise MentorError(f"{path}: {where}invalid YAML ({exc})") from None
     else:
         try:
             tree = json.loads(text)

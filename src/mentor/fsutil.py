@@ -60,13 +60,19 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """
     check_output_file(path)
     make_folder(path.parent)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise MentorError(f"{path}: cannot write here ({exc.strerror or exc})") from None
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
         os.chmod(tmp, file_mode())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise MentorError(f"{path}: cannot write ({exc.strerror or exc})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
