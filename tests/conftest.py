@@ -191,3 +191,5 @@ def need_shared(*parts: str) -> Path:
 def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """Keep derived graphs and downloads of tests out of the user's cache folder."""
     monkeypatch.setenv("MENTOR_CACHE", str(tmp_path_factory.getbasetemp() / "mentor-cache"))
+    # an internal error raises in tests (with its traceback) instead of becoming exit code 1
+    monkeypatch.setenv("MENTOR_DEBUG", "1")
