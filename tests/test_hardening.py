@@ -460,3 +460,23 @@ def test_unwritable_export(tmp_path: Path, data: Path, capsys) -> None:  # type:
     capsys.readouterr()
     assert main(["export", "--run", str(run), "--out", "/proc/top.tsv"]) == 2
     assert "cannot write" in one_line_error(capsys)
+
+
+def test_resume_across_device_kinds(tmp_path: Path, data: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A checkpoint whose model generator state comes from another device kind (CUDA's state is
+    a different size) resumes with a warning instead of failing."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    run = tmp_path / "run"
+    assert train(data, run, model="lightgcn") == 0
+    path = run / "checkpoint.safetensors"
+    from mentor.training.checkpoint import load_tensors
+
+    _, meta = load_tensors(path)
+    tensors = load_file(str(path))
+    tensors["rng.model"] = torch.zeros(16, dtype=torch.uint8)  # the size of a CUDA state
+    save_file(tensors, str(path), metadata={"meta": json.dumps(meta)})
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--epochs", "3", "--quiet"]) == 0
+    assert "checkpointed on another kind of device" in capsys.readouterr().err

@@ -16,6 +16,7 @@ import io
 import json
 import math
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -470,7 +471,17 @@ def _restore(
     if aux_optimizer is not None:
         restore_optimizer(aux_optimizer, tensors, meta["aux_param_groups"], "aux_optim")
     sample_gen.set_state(tensors["rng.sample"])
-    model_gen.set_state(tensors["rng.model"])
+    saved = tensors["rng.model"]
+    if saved.numel() == model_gen.get_state().numel():
+        model_gen.set_state(saved)
+    else:  # saved on another device kind (e.g. trained on CUDA, resumed on the CPU)
+        model_gen.manual_seed(int(meta.get("seed", 0)) + 1 + int(meta["epoch"]))
+        print(
+            f"warning: {run_dir}: the run was checkpointed on another kind of device; its model "
+            "random stream (dropout, noise) restarts from a fixed seed, so the resumed run is "
+            "reproducible but not identical to an uninterrupted one",
+            file=sys.stderr,
+        )
     return LoopState(
         epoch=meta["epoch"],
         best_epoch=meta["best_epoch"],
