@@ -16,6 +16,7 @@ from mentor.errors import MentorError
 from mentor.features.chunks import content_key, encode_in_chunks
 from mentor.features.extract import image_features, text_features
 from mentor.graph import knn_graph, knn_indices
+from mentor.registry import model_names
 from mentor.semantic import semantic_graph
 
 slow = pytest.mark.skipif(os.environ.get("MENTOR_SLOW") != "1", reason="set MENTOR_SLOW=1")
@@ -105,11 +106,10 @@ def test_text_features_zero_rows_for_missing(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------ images
 
-PIL = pytest.importorskip("PIL.Image")
-
 
 def _save(path: Path, colour: tuple[int, int, int], size: tuple[int, int] = (20, 30)) -> Path:
-    PIL.new("RGB", size, colour).save(path)
+    """Write a one-colour image (skips the test without Pillow)."""
+    pytest.importorskip("PIL.Image").new("RGB", size, colour).save(path)
     return path
 
 
@@ -166,6 +166,7 @@ def _reference(model: torch.nn.Module, paths: list[Path], size: int) -> np.ndarr
         return model(batch).mean(dim=(2, 3)).numpy()
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # legacy exporters
 def test_onnx_image_encoder(tmp_path: Path) -> None:
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
@@ -193,6 +194,7 @@ def test_onnx_image_encoder(tmp_path: Path) -> None:
     assert described["dim"] == 6 and len(described["weights_sha256"]) == 64
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # legacy exporters
 def test_torchscript_image_encoder(tmp_path: Path) -> None:
     from mentor.features.image import make_image_encoder
 
@@ -299,3 +301,44 @@ def test_real_text_encoder_matches_shared(tmp_path: Path) -> None:
     np.testing.assert_allclose(same_folder(texts[:1]), feat[:1], atol=1e-6)
     with pytest.raises(MentorError, match="could not be loaded offline"):
         TextEncoder("no-such-org/no-such-model-xyz")
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_every_model_is_finite_with_all_zero_feature_rows(name: str, tmp_path: Path) -> None:
+    """Items filled with zeros (no text, no image) must not make any model produce NaN."""
+    from mentor.config import resolve_config
+    from mentor.data.dataset import load_dataset
+    from mentor.data.sampler import BPRSampler
+    from mentor.semantic import SemanticGraphCache
+    from mentor.training.loop import build_model
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "zeros"
+    folder.mkdir()
+    rows = []
+    for u in range(10):
+        items = rng.choice(12, size=6, replace=False)
+        rows += [(u, int(i), 0) for i in items[:4]] + [(u, int(items[4]), 1), (u, int(items[5]), 2)]
+    lines = ["userID\titemID\tx_label"] + [f"{u}\t{i}\t{x}" for u, i, x in rows]
+    (folder / "zeros.inter").write_text("\n".join(lines) + "\n")
+    for modality, dim in (("image", 8), ("text", 5)):
+        feat = rng.standard_normal((12, dim)).astype(np.float32)
+        feat[[1, 4, 7] if modality == "image" else [4, 9]] = 0.0
+        np.save(folder / f"{modality}_feat.npy", feat)
+    config = resolve_config(name, {"data": {"path": str(folder)}})
+    dataset = load_dataset(folder)
+    model = build_model(config, dataset, torch.device("cpu"), SemanticGraphCache(tmp_path / "g"))
+    if model.trainable:
+        model.train()
+        sampler = BPRSampler(dataset.train, dataset.n_items, batch_size=32)
+        batch = next(iter(sampler.epoch(torch.Generator().manual_seed(0))))
+        terms = model.loss(batch, torch.Generator().manual_seed(1))
+        loss = sum(terms.values())
+        assert torch.isfinite(loss), terms
+        loss.backward()
+        for pname, param in model.named_parameters():
+            assert param.grad is None or torch.isfinite(param.grad).all(), pname
+    model.eval()
+    with torch.no_grad():
+        model.prepare_scoring()
+        assert torch.isfinite(model.score(torch.arange(10))).all()

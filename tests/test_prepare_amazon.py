@@ -232,6 +232,7 @@ FORMATS = [
     ("2014-csv", "2014", False),
     ("2014-csv", "2014", True),
     ("2014-json", "2014", True),
+    ("2014-json", "2014", False),
     ("2018-json", "2018", False),
     ("2018-json", "2018", True),
     ("2023-json", "2023", True),
@@ -298,7 +299,7 @@ def test_every_format_gives_the_same_data_set(
 
 def test_formats_agree_on_interactions(tmp_path: Path) -> None:
     results = []
-    for n, (inter_fmt, meta_fmt, gz) in enumerate(FORMATS[:4] + FORMATS[5:6]):
+    for n, (inter_fmt, meta_fmt, gz) in enumerate(FORMATS[::2]):
         folder = tmp_path / str(n)
         folder.mkdir()
         option, path = write_interactions(folder, inter_fmt, gz)
@@ -346,6 +347,18 @@ def test_image_records_mean_fill_and_duplicates(tmp_path: Path) -> None:
     assert (info["missing"], info["duplicates"], info["records_in_file"]) == (1, 1, 7)
     assert info["dim"] == 4096 and "mean" in info["missing_filled_with"]
     assert meta["inputs"]["image_features"]["bytes"] == 7 * 16394
+
+
+def test_gzip_image_records_equal_plain(tmp_path: Path) -> None:
+    option, inter_path = write_interactions(tmp_path, "2014-csv", False)
+    meta_path = write_meta(tmp_path, "2014", False)
+    plain = write_b(tmp_path / "img.b", ASINS[:5])
+    packed = tmp_path / "img.b.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    _prepare(tmp_path, option, inter_path, meta_path, image_features=plain)
+    first = np.load(tmp_path / "baby" / "image_feat.npy")
+    _prepare(tmp_path, option, inter_path, meta_path, image_features=packed)
+    np.testing.assert_array_equal(np.load(tmp_path / "baby" / "image_feat.npy"), first)
 
 
 def test_images_folder_with_descriptor(tmp_path: Path) -> None:
@@ -497,7 +510,9 @@ def test_cli_prepare_amazon_and_check(
 ) -> None:
     import mentor.features.extract as extract
 
-    monkeypatch.setattr(extract, "text_encoder_from", lambda model: FakeTextEncoder())
+    monkeypatch.setattr(
+        extract, "text_encoder_from", lambda model, progress=True: FakeTextEncoder()
+    )
     _, path = write_interactions(tmp_path, "2023-json", True)
     meta_path = write_meta(tmp_path, "2023", True)
     b_file = write_b(tmp_path / "img.b", ASINS)
@@ -541,3 +556,56 @@ def test_shared_baby_ids_round_trip(tmp_path: Path) -> None:
     out, user_ids, item_ids, _ = build_interactions(raw, k=5, seed=2026)
     assert (len(user_ids), len(item_ids), len(out)) == (19445, 7050, 160792)
     assert set(user_ids) == set(users.iloc[:, 0]) and set(item_ids) == set(items.iloc[:, 0])
+
+
+def test_damaged_files_give_one_line_errors(tmp_path: Path) -> None:
+    """Random bytes, flipped bytes and cut files: a MentorError or a data set, nothing else."""
+    rng = np.random.default_rng(0)
+    meta_path = write_meta(tmp_path, "2014", False)
+    _, good = write_interactions(tmp_path, "2018-json", False)
+    clean = good.read_bytes()
+    for trial in range(40):
+        if trial % 4 == 0:
+            data = rng.bytes(int(rng.integers(0, 300)))
+        elif trial % 4 == 1:
+            flipped = bytearray(clean)
+            for pos in rng.integers(0, len(flipped), size=5):
+                flipped[pos] = int(rng.integers(0, 256))
+            data = bytes(flipped)
+        elif trial % 4 == 2:
+            data = gzip.compress(clean)[: int(rng.integers(0, 400))]
+        else:
+            data = clean[: int(rng.integers(0, len(clean)))]
+        path = tmp_path / f"input{trial}"
+        path.write_bytes(data)
+        for option, meta in (("reviews", meta_path), ("ratings", meta_path), ("reviews", path)):
+            inter = good if meta is path else path
+            try:
+                amazon.prepare_amazon(
+                    tmp_path / f"out{trial}",
+                    meta,
+                    **{option: inter},
+                    kcore=1,
+                    text_model=FakeTextEncoder(),
+                    progress=False,
+                    warn=lambda message: None,
+                )
+            except MentorError as exc:
+                assert "\n" not in str(exc)
+
+
+def test_provenance_lines_of_an_older_meta() -> None:
+    from mentor.prepare.command import provenance_lines
+
+    old = {
+        "source": "MovieLens 100K",
+        "split": "MMRec convention, seed 2026",
+        "text_feat.npy": {"encoder": "MiniLM", "input": "...", "dim": 384},
+        "counts": {"users": 943},
+    }
+    assert provenance_lines(old) == [
+        ("source", "MovieLens 100K"),
+        ("split", "MMRec convention, seed 2026"),
+        ("text_feat.npy", "MiniLM, 384-d"),
+    ]
+    assert provenance_lines({}) == []

@@ -152,6 +152,8 @@ def test_csv_bad_input(tmp_path: Path) -> None:
         prepare_csv(tmp_path / "out", inter, items, "a", "b", image_col="pic", images=tmp_path)
     with pytest.raises(MentorError, match="no interaction is left after the 50-core"):
         prepare_csv(tmp_path / "out", inter, items, "customer", "product", kcore=50)
+    with pytest.raises(MentorError, match="plain file name"):
+        prepare_csv(tmp_path / "out", inter, items, "customer", "product", kcore=1, name="../x")
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     with pytest.raises(MentorError, match="empty"):
@@ -163,7 +165,9 @@ def test_csv_bad_input(tmp_path: Path) -> None:
 def test_cli_prepare_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     import mentor.features.extract as extract
 
-    monkeypatch.setattr(extract, "text_encoder_from", lambda model: FakeTextEncoder())
+    monkeypatch.setattr(
+        extract, "text_encoder_from", lambda model, progress=True: FakeTextEncoder()
+    )
     inter, items = write_catalogue(tmp_path / "raw")
     out = tmp_path / "shop"
     argv = ["data", "prepare", "csv", "--interactions", str(inter), "--items", str(items)]

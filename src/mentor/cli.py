@@ -89,6 +89,8 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")  # one BLAS thread per request: lower latency under load
     try:
         from mentor.serve.app import serve
     except ImportError as exc:

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from mentor.features.chunks import content_key, encode_in_chunks
-from mentor.prepare.steps import fill_missing
+from mentor.prepare.steps import files_digest, fill_missing
 
 
 class Encoder(Protocol):
@@ -76,17 +76,17 @@ def image_features(
         warn: called with one line per problem (missing files, unreadable images).
 
     Returns:
-        (float32 [n_items, dim], meta.json entry: encoder, dim, missing/unreadable counts,
-        throughput).
+        (float32 [n_items, dim], meta.json entry: encoder, dim, SHA-256 over the image files,
+        missing/unreadable counts, throughput).
     """
     warn = warn or (lambda message: None)
-    given = [i for i, p in enumerate(paths) if p is not None]
-    exists = [i for i in given if Path(paths[i]).is_file()]  # type: ignore[arg-type]
+    given = {i: Path(p) for i, p in enumerate(paths) if p is not None}
+    exists = [i for i, path in given.items() if path.is_file()]
     if len(exists) < len(given):
         found_files = set(exists)
-        lost = [str(paths[i]) for i in given if i not in found_files]
+        lost = [str(path) for i, path in given.items() if i not in found_files]
         warn(f"{len(lost):,} image file(s) do not exist (e.g. {lost[0]}); mean vector used")
-    inputs = [Path(paths[i]) for i in exists]  # type: ignore[arg-type]
+    inputs = [given[i] for i in exists]
     key = content_key(encoder.identity(), [f"{p}|{_stat(p)}" for p in inputs])
     encoded, stats = encode_in_chunks(
         inputs, encoder, work_dir, key, chunk_size=chunk_size, desc="images", progress=progress
@@ -107,6 +107,7 @@ def image_features(
     info = {
         **encoder.describe(),
         "dim": int(dim),
+        "files_sha256": files_digest(inputs),
         "missing": len(paths) - len(given),
         "file_not_found": len(given) - len(exists),
         "unreadable": unreadable,
@@ -124,14 +125,14 @@ def _stat(path: Path) -> str:
     return f"{st.st_size}-{st.st_mtime_ns}"
 
 
-def text_encoder_from(model: Any) -> Encoder:
+def text_encoder_from(model: Any, progress: bool = True) -> Encoder:
     """``model`` itself when it is an encoder object, else a
     :class:`~mentor.features.text.TextEncoder` for that name or folder (``None``: MiniLM)."""
     if callable(model):
         return model
     from mentor.features.text import TextEncoder
 
-    return TextEncoder(model)
+    return TextEncoder(model, progress=progress)
 
 
 def image_encoder_from(model: Any, warn: Callable[[str], None]) -> Encoder:

@@ -39,7 +39,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGES_HINT = 'pip install "mentor-rec[images]"'
 
 
-def _pil():  # type: ignore[no-untyped-def]
+def _pil() -> Any:
     try:
         from PIL import Image
     except ImportError:
@@ -47,7 +47,7 @@ def _pil():  # type: ignore[no-untyped-def]
     return Image
 
 
-def load_rgb(path: Path):  # type: ignore[no-untyped-def]
+def load_rgb(path: Path) -> Any:
     """Open an image file as an RGB PIL image; ``None`` when it cannot be decoded."""
     image_mod = _pil()
     try:

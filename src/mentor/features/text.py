@@ -50,9 +50,12 @@ class TextEncoder:
             a local model folder; or a model name already in the local Hugging Face cache
             (``HF_HUB_OFFLINE=1`` is set, so nothing is downloaded).
         batch_size: sentences per forward pass.
+        progress: show the model-loading progress bar of transformers.
     """
 
-    def __init__(self, model: str | None = None, batch_size: int = 64) -> None:
+    def __init__(
+        self, model: str | None = None, batch_size: int = 64, progress: bool = True
+    ) -> None:
         os.environ["HF_HUB_OFFLINE"] = "1"
         try:
             from sentence_transformers import SentenceTransformer
@@ -60,6 +63,10 @@ class TextEncoder:
             raise MentorError(
                 f"text features need sentence-transformers ({exc}); install: {FEATURES_HINT}"
             ) from None
+        if not progress:
+            from transformers.utils import logging as transformers_logging
+
+            transformers_logging.disable_progress_bar()
         self.batch_size = batch_size
         self.folder: Path | None
         if model is None or model == DEFAULT_MODEL:

@@ -400,7 +400,7 @@ def prepare_amazon(
         raise MentorError("give exactly one of --ratings FILE (2014 CSV) or --reviews FILE")
     if image_features is not None and images is not None:
         raise MentorError("give --image-features FILE.b or --images DIR, not both")
-    inter_path = Path(ratings if ratings is not None else reviews)  # type: ignore[arg-type]
+    inter_path = Path(ratings) if ratings is not None else Path(str(reviews))
     if ratings is not None:
         frame = read_ratings_csv(inter_path)
         inter_info: dict[str, Any] = {"format": "2014 ratings CSV"}
@@ -424,7 +424,7 @@ def prepare_amazon(
     work = Path(work_dir) if work_dir is not None else out.parent / f".{out.name}.work"
     with staged_output(out) as tmp:
         write_interactions(tmp, name or out.name, inter, user_ids, item_ids, "user_id", "asin")
-        encoder = text_encoder_from(text_model)
+        encoder = text_encoder_from(text_model, progress)
         text_feat, text_info = text_features(texts, encoder, work / "text", progress)
         text_info["input"] = SENTENCE_RECIPE
         text_info["no_metadata_record"] = text_info.pop("missing")

@@ -215,7 +215,7 @@ def prepare_csv(
             ]
             if any(t is None for t in texts):
                 warn(f"{sum(t is None for t in texts):,} item(s) have no text; zeros used")
-            encoder = text_encoder_from(text_model)
+            encoder = text_encoder_from(text_model, progress)
             feat, info = text_features(texts, encoder, work / "text", progress)
             info["input"] = TEXT_RECIPE.format(cols=", ".join(text_cols))
             save_feature(tmp, "text", feat)

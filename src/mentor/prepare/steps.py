@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -41,7 +41,7 @@ def is_gzip(path: Path) -> bool:
         return handle.read(2) == b"\x1f\x8b"
 
 
-def open_text(path: Path):  # type: ignore[no-untyped-def]
+def open_text(path: Path) -> IO[str]:
     """Open a plain or gzip text file for reading (UTF-8, undecodable bytes replaced)."""
     path = Path(path)
     if not path.is_file():
@@ -301,6 +301,8 @@ def write_interactions(
 ) -> None:
     """Write ``<name>.inter`` and the two id mappings (tab-separated, with headers)."""
     folder = Path(folder)
+    if not name or name.startswith(".") or any(c in name for c in "/\\\t\n"):
+        raise MentorError(f"data set name {name!r} must be a plain file name (see --name)")
     inter.to_csv(folder / f"{name}.inter", sep="\t", index=False, lineterminator="\n")
     for path, header, internal, ids in (
         (folder / USER_MAP_FILE, user_header, "userID", user_ids),
