@@ -105,9 +105,8 @@ class BM3(Recommender):
         users, items = self.online()
         u = rows(users, batch.users)
         i = rows(items, batch.positives)
-        with torch.no_grad():
-            u_target = dropout(u, cfg.dropout, generator)
-            i_target = dropout(i, cfg.dropout, generator)
+        u_target = dropout(u.detach(), cfg.dropout, generator)
+        i_target = dropout(i.detach(), cfg.dropout, generator)
         terms = {
             "bootstrap": _cos_gap(self.predictor(u), i_target)
             + _cos_gap(self.predictor(i), u_target),
@@ -118,8 +117,7 @@ class BM3(Recommender):
         modal = u.new_zeros(())
         for m in self.trs:
             feat = self.trs[m](rows(self._raw(m), batch.positives))
-            with torch.no_grad():
-                feat_target = dropout(feat, cfg.dropout, generator)
+            feat_target = dropout(feat.detach(), cfg.dropout, generator)
             online = self.predictor(feat)
             modal = modal + _cos_gap(online, i_target) + _cos_gap(online, feat_target)
         terms["modal"] = cfg.cl_weight * modal
@@ -136,6 +134,13 @@ class BM3(Recommender):
         """Compute the predicted tables once for an evaluation pass."""
         self._users = self._items = None
         self.serving_representations()
+
+    def new_item_representations(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Not available: every item also has a free ID embedding that only training sets."""
+        raise MentorError(
+            f"model {self.name} learns an ID embedding for every item next to its features; "
+            "it cannot add items that were not trained"
+        )
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         """[B, I] dot products of the predicted user and item tables."""

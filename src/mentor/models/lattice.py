@@ -99,13 +99,25 @@ class KnnEdges:
         return SparseGraph.from_scipy(matrix).to(self.values.device)
 
 
-def weighted_knn(features: torch.Tensor, k: int, weight: torch.Tensor | float = 1.0) -> KnnEdges:
+def weighted_knn(
+    features: torch.Tensor,
+    k: int,
+    weight: torch.Tensor | float = 1.0,
+    memory_bytes: int = 64 * 2**20,
+) -> KnnEdges:
     """``weight`` times the cosine top-k of every row of ``features`` [n, dim], values being the
-    similarities (differentiable in ``features`` and ``weight``); the search runs in blocks."""
+    similarities (differentiable in ``features`` and ``weight``). The search runs in blocks; the
+    neighbour rows are gathered in blocks of about ``memory_bytes`` (raw features can be 4096-d)."""
     n = features.shape[0]
     index = knn_indices(features.detach(), k)  # [n, k]
     unit = nn.functional.normalize(features, dim=1)
-    sims = (unit.unsqueeze(1) * unit[index]).sum(-1)  # [n, k]
+    step = max(1, memory_bytes // (4 * index.shape[1] * unit.shape[1]))
+    sims = torch.cat(
+        [
+            (unit[start : start + step].unsqueeze(1) * unit[index[start : start + step]]).sum(-1)
+            for start in range(0, n, step)
+        ]
+    )  # [n, k]
     row = torch.arange(n, device=features.device).repeat_interleave(index.shape[1])
     return KnnEdges(row, index.reshape(-1), (weight * sims).reshape(-1))
 
@@ -198,12 +210,13 @@ class LATTICE(Recommender):
     def forward_tables(self, rebuild: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Users [U, d] and items [I, d]; ``rebuild`` recomputes the learned graph (with
         gradient when grad is enabled) and keeps a detached copy for later calls."""
+        learned: KnnEdges | SparseGraph
         if rebuild or self._learned is None or self._weights is None:
             weights = self.modality_weights()
-            learned: KnnEdges | SparseGraph = self.learned_graph(weights)
-            assert isinstance(learned, KnnEdges)
-            self._learned = learned.sparse(self.n_items, self.n_items)
+            edges = self.learned_graph(weights)
+            self._learned = edges.sparse(self.n_items, self.n_items)
             self._weights = weights.detach()
+            learned = edges
         else:
             learned, weights = self._learned, self._weights
         h = self.item_id_embedding
@@ -246,6 +259,13 @@ class LATTICE(Recommender):
             self.prepare_scoring()
         assert self._users is not None and self._items is not None
         return self._users, self._items
+
+    def new_item_representations(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Not available: every item also has a free ID embedding that only training sets."""
+        raise MentorError(
+            f"model {self.name} learns an ID embedding for every item next to its features; "
+            "it cannot add items that were not trained"
+        )
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         """[B, I] dot products."""

@@ -45,9 +45,9 @@ Generated modality graphs, ``modality_graph``:
   collected since the last rebuild and the collection restarts, otherwise each batch user's top-k
   items of ``sim_m`` are collected; ``k = int(I * m_topk_rate)``. With the defaults (T = 1,
   ``m_topk_rate`` 1e-4) k is 0 for any catalogue under 10,000 items (Baby's 7,050,
-  MovieLens-100K's 1,682), and even with k >= 1 a rebuild every batch from one batch's rows leaves
-  the graphs empty after an epoch's third batch: the modality ID views, and the contrastive term's
-  gradient, vanish.
+  MovieLens-100K's 1,682), and even with k >= 1 only batch 0 collects rows (batch 1 rebuilds
+  from them, every later batch from nothing), so from batch 3 on the graphs are empty: the
+  modality ID views, and the contrastive term's gradient, vanish.
 - ``persistent``: what the paper describes: ``k = max(1, int(I * m_topk_rate))`` and a rebuild
   replaces only the rows of the users collected since the last rebuild, so every user keeps its
   latest generated row (users not yet seen keep their train row).
@@ -179,6 +179,11 @@ class MMSSL(Recommender):
         csr = sp.csr_matrix(
             (np.ones(len(train)), (train[:, 0], train[:, 1])), shape=(ctx.n_users, ctx.n_items)
         )
+        full = np.flatnonzero(np.diff(csr.indptr) >= ctx.n_items)
+        if len(full):
+            raise MentorError(
+                f"user {int(full[0])} interacted with every item: MMSSL cannot draw a negative"
+            )
         self.train_index = {
             "indptr": torch.from_numpy(csr.indptr.astype(np.int64)),
             "indices": torch.from_numpy(csr.indices.astype(np.int64)),
@@ -479,6 +484,13 @@ class MMSSL(Recommender):
             self.prepare_scoring()
         assert self._users is not None and self._items is not None
         return self._users, self._items
+
+    def new_item_representations(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Not available: every item also has a free ID embedding that only training sets."""
+        raise MentorError(
+            f"model {self.name} learns an ID embedding for every item next to its features; "
+            "it cannot add items that were not trained"
+        )
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         """[B, I] dot products."""

@@ -166,7 +166,7 @@ class SLMRec(Recommender):
             if stage in probes:
                 m = probes[stage]
                 y = self.probe[m](rows(items[m], index))
-                loss = loss + _in_batch_nce(x @ y.T / self.config.ssl_temp)
+                loss = loss + _in_batch_nce((x / self.config.ssl_temp) @ y.T)
         return loss
 
     def loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -199,6 +199,13 @@ class SLMRec(Recommender):
     def serving_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(users [U, d], items [I, d])`` used by :meth:`score`."""
         return self.result_users, self.result_items
+
+    def new_item_representations(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Not available: every item also has a free ID embedding that only training sets."""
+        raise MentorError(
+            f"model {self.name} learns an ID embedding for every item next to its features; "
+            "it cannot add items that were not trained"
+        )
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         """[B, I] dot products of the fused tables."""
