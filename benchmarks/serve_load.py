@@ -106,7 +106,7 @@ def main() -> None:
     with server(bundle) as url:
         wrk(url, get_lua, 4, 2)  # warm-up
         results["get_recommend_k10"] = [wrk(url, get_lua, c, args.seconds) for c in (1, 16, 64)]
-        posts = [wrk(url, post_lua, c, args.seconds) for c in (1, 2)]
+        posts = [wrk(f"{url}/recommend", post_lua, c, args.seconds) for c in (1, 2)]
         for entry in posts:
             entry["batch"] = args.batch
             entry["users_per_s"] = entry["requests_per_s"] * args.batch

@@ -470,7 +470,7 @@ def test_new_items_are_refused_with_a_clear_error(data: Path, tmp_path: Path, na
     from mentor.errors import MentorError
 
     model, _ = make(name, data, tmp_path)
-    with pytest.raises(MentorError, match=f"model {name} learns an ID embedding"):
+    with pytest.raises(MentorError, match=f"model {name} learns a free ID embedding"):
         model.new_item_representations({"image": torch.zeros(1, 7), "text": torch.zeros(1, 5)})
 
 

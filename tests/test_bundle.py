@@ -179,6 +179,19 @@ def test_top_k_ties_go_to_lower_index_and_skip_masked() -> None:
     assert index[1][valid[1]].tolist() == [4, 1, 3]
 
 
+def test_top_k_matches_the_evaluator_ranking_with_many_ties() -> None:
+    from mentor.eval.metrics import rank_topk
+
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 5, size=(40, 30)).astype(np.float32)
+    for k in (1, 4, 10, 30):
+        index, valid = top_k(scores, k)
+        assert valid.all()
+        assert index.tolist() == rank_topk(torch.from_numpy(scores), k).tolist()
+        single = [top_k(scores[r : r + 1], k)[0][0].tolist() for r in range(len(scores))]
+        assert single == index.tolist()
+
+
 def test_bundle_files_no_pickle_and_checksums(lgcn_bundle: Path, tmp_path: Path) -> None:
     names = sorted(p.name for p in lgcn_bundle.iterdir())
     assert names == [
@@ -246,6 +259,6 @@ def test_cli_bundle(lgcn_run: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     from mentor.cli import main
 
     assert main(["bundle", "--run", str(lgcn_run), "--out", str(tmp_path / "b")]) == 0
-    assert "lightgcn bundle: 30 users, 40 items" in capsys.readouterr().out
+    assert "lightgcn bundle: 30 users, 40 items, d=64, cannot add items" in capsys.readouterr().out
     assert main(["bundle", "--run", str(lgcn_run), "--out", str(tmp_path / "b")]) == 2
     assert "already exists" in capsys.readouterr().err

@@ -36,20 +36,17 @@ from mentor.serve.format import (
 from mentor.training.runinfo import read_run_info
 
 
-def cold_start_payload(model: Recommender) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
-    """``(bundle.json cold_start entry, cold.* tensors)`` of a model that embeds new items
-    from features, or ``None`` for models that cannot (id-only models).
-
-    Raises a :class:`MentorError` for a feature model whose encoder bundles cannot carry yet.
-    """
+def cold_start_payload(model: Recommender) -> tuple[dict[str, Any], dict[str, np.ndarray]] | str:
+    """``(bundle.json cold_start entry, cold.* tensors)`` of a model whose new-item encoder a
+    bundle carries (MENTOR), else the reason ``add_items`` will give."""
     from mentor.models.mentor import MENTOR
 
     if type(model).new_item_representations is Recommender.new_item_representations:
-        return None
+        return f"model {model.name} embeds items from ids only; it cannot add new items"
     if not isinstance(model, MENTOR):
-        raise MentorError(
-            f"model {model.name} embeds new items from features, but bundles cannot carry its "
-            "encoder yet; bundle a MENTOR or id-only run"
+        return (
+            f"model {model.name} can embed new items, but bundles do not carry its encoder "
+            "yet (only MENTOR's); retrain the items in, or use a MENTOR run"
         )
     tensors: dict[str, np.ndarray] = {}
     dims = {}
@@ -117,7 +114,7 @@ def write_bundle(run: Path, out: Path, device: str = "cpu", data: Path | None = 
         "seen_indices": seen.indices.astype(np.int64),
         "popularity": popularity.astype(np.float32),
     }
-    if cold is not None:
+    if not isinstance(cold, str):
         tensors.update(cold[1])
     manifest = {
         "format": FORMAT,
@@ -128,7 +125,7 @@ def write_bundle(run: Path, out: Path, device: str = "cpu", data: Path | None = 
         "n_items": dataset.n_items,
         "dim": int(tensors["users"].shape[1]),
         "seen": "train" + (" + valid" if loaded.config.eval.mask_valid_at_test else ""),
-        "cold_start": cold[0] if cold is not None else None,
+        "cold_start": cold if isinstance(cold, str) else cold[0],
     }
     info = read_run_info(Path(run))
     training_data = info["data_fingerprint"] if info else dataset.fingerprint()
@@ -160,4 +157,3 @@ def write_bundle(run: Path, out: Path, device: str = "cpu", data: Path | None = 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
-

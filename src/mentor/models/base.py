@@ -54,6 +54,8 @@ class Recommender(nn.Module):
     trainable: ClassVar[bool] = True
     uses_negatives: ClassVar[bool] = True
     """False: the loop draws no negatives (``batch.negatives`` is an empty int64 tensor)."""
+    cold_start_unavailable: ClassVar[str] = "embeds items from ids only"
+    """Why :meth:`new_item_representations` is unavailable (for models that do not implement it)."""
 
     def __init__(self, config: Any, ctx: ModelContext, generator: torch.Generator) -> None:
         super().__init__()
@@ -107,7 +109,7 @@ class Recommender(nn.Module):
         the items of :meth:`serving_representations`, from raw features ``{modality:
         [n_new, dim]}``. Models that embed items from ids alone cannot do this and raise."""
         raise MentorError(
-            f"model {self.name or type(self).__name__} embeds items from ids only; "
+            f"model {self.name or type(self).__name__} {self.cold_start_unavailable}; "
             "it cannot add new items"
         )
 

@@ -31,7 +31,7 @@ from torch import nn
 from mentor.data.sampler import Batch
 from mentor.errors import MentorError
 from mentor.losses import rows
-from mentor.models.base import ModelContext, Recommender, xavier_uniform
+from mentor.models.base import DotProductRecommender, ModelContext, xavier_uniform
 from mentor.models.blocks import bipartite_layer_mean, dropout, linear
 
 
@@ -61,10 +61,11 @@ def _cos_gap(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 1.0 - nn.functional.cosine_similarity(a, b, dim=-1).mean()
 
 
-class BM3(Recommender):
+class BM3(DotProductRecommender):
     """Self-supervised bootstrap of ID and modality representations, without negatives."""
 
     name = "bm3"
+    cold_start_unavailable = "learns a free ID embedding for every item next to its features"
     uses_negatives = False
 
     def __init__(self, config: BM3Config, ctx: ModelContext, generator: torch.Generator) -> None:
@@ -85,8 +86,6 @@ class BM3(Recommender):
                 self.features[m] = feat
             else:
                 self.raw[m] = nn.Parameter(feat.detach().clone().float())
-        self._users: torch.Tensor | None = None
-        self._items: torch.Tensor | None = None
 
     def _raw(self, modality: str) -> torch.Tensor:
         """Raw feature table [I, F] of ``modality`` (a parameter unless frozen)."""
@@ -123,31 +122,7 @@ class BM3(Recommender):
         terms["modal"] = cfg.cl_weight * modal
         return terms
 
-    def serving_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(p(users) [U, d], p(items) [I, d])``: scores are their dot products."""
-        if self._users is None or self._items is None:
-            users, items = self.online()
-            self._users, self._items = self.predictor(users), self.predictor(items)
-        return self._users, self._items
-
-    def prepare_scoring(self) -> None:
-        """Compute the predicted tables once for an evaluation pass."""
-        self._users = self._items = None
-        self.serving_representations()
-
-    def new_item_representations(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Not available: every item also has a free ID embedding that only training sets."""
-        raise MentorError(
-            f"model {self.name} learns an ID embedding for every item next to its features; "
-            "it cannot add items that were not trained"
-        )
-
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        """[B, I] dot products of the predicted user and item tables."""
-        u, i = self.serving_representations()
-        return u[users] @ i.T
-
-    def train(self, mode: bool = True) -> BM3:
-        """Switching mode drops cached scoring tables."""
-        self._users = self._items = None
-        return super().train(mode)
+    def full_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The predictor applied to the online tables: users [U, d], items [I, d]."""
+        users, items = self.online()
+        return self.predictor(users), self.predictor(items)

@@ -45,7 +45,7 @@ from mentor.data.sampler import Batch
 from mentor.errors import MentorError
 from mentor.graph import SparseGraph, knn_indices
 from mentor.losses import bpr_loss, rows
-from mentor.models.base import ModelContext, Recommender, xavier_uniform
+from mentor.models.base import DotProductRecommender, ModelContext, xavier_uniform
 from mentor.models.blocks import layer_mean, linear, random_walk_graph
 
 
@@ -138,10 +138,11 @@ def _concat(parts: list[KnnEdges]) -> KnnEdges:
     )
 
 
-class LATTICE(Recommender):
+class LATTICE(DotProductRecommender):
     """LightGCN whose item side adds a propagation over a learned + original item-item graph."""
 
     name = "lattice"
+    cold_start_unavailable = "learns a free ID embedding for every item next to its features"
 
     def __init__(
         self, config: LatticeConfig, ctx: ModelContext, generator: torch.Generator
@@ -179,8 +180,6 @@ class LATTICE(Recommender):
         self._rebuild = True
         self._learned: SparseGraph | None = None
         self._weights: torch.Tensor | None = None
-        self._users: torch.Tensor | None = None
-        self._items: torch.Tensor | None = None
 
     # ----------------------------------------------------------------------------------------
     def modality_weights(self) -> torch.Tensor:
@@ -248,31 +247,7 @@ class LATTICE(Recommender):
             "reg": self.config.reg_weight * l2,
         }
 
-    def prepare_scoring(self) -> None:
+    def full_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Rebuild the learned graph from the current parameters (as MMRec's every evaluation
-        call does) and compute both tables once."""
-        self._users, self._items = self.forward_tables(rebuild=True)
-
-    def serving_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(users [U, d], items [I, d])`` of the last :meth:`prepare_scoring`."""
-        if self._users is None or self._items is None:
-            self.prepare_scoring()
-        assert self._users is not None and self._items is not None
-        return self._users, self._items
-
-    def new_item_representations(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Not available: every item also has a free ID embedding that only training sets."""
-        raise MentorError(
-            f"model {self.name} learns an ID embedding for every item next to its features; "
-            "it cannot add items that were not trained"
-        )
-
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        """[B, I] dot products."""
-        u, i = self.serving_representations()
-        return u[users] @ i.T
-
-    def train(self, mode: bool = True) -> LATTICE:
-        """Switching mode drops cached scoring tables."""
-        self._users = self._items = None
-        return super().train(mode)
+        call does); users [U, d] and items [I, d]."""
+        return self.forward_tables(rebuild=True)

@@ -68,7 +68,7 @@ from mentor.data.sampler import Batch
 from mentor.errors import MentorError
 from mentor.graph import SparseGraph
 from mentor.losses import bpr_loss, rows
-from mentor.models.base import ModelContext, Recommender, xavier_uniform
+from mentor.models.base import DotProductRecommender, ModelContext, xavier_uniform
 from mentor.models.blocks import dropout, linear
 
 GP_LAMBDA = 0.3  # the authors' fixed gradient-penalty factor (inside ``gradient_penalty``)
@@ -162,10 +162,11 @@ def _graph_pair(
     return SparseGraph.from_scipy(_side_norm(r)), SparseGraph.from_scipy(_side_norm(r.T))
 
 
-class MMSSL(Recommender):
+class MMSSL(DotProductRecommender):
     """Adversarially generated modality graphs + cross-modal contrast over an ID LightGCN."""
 
     name = "mmssl"
+    cold_start_unavailable = "learns a free ID embedding for every item next to its features"
     uses_negatives = False  # it draws its own users, positives and negatives
 
     def __init__(self, config: MMSSLConfig, ctx: ModelContext, generator: torch.Generator) -> None:
@@ -210,8 +211,6 @@ class MMSSL(Recommender):
         }
         self._step = 0
         self._sample: tuple[torch.Tensor, ...] | None = None
-        self._users: torch.Tensor | None = None
-        self._items: torch.Tensor | None = None
 
     # ----------------------------------------------------------------------------------------
     # forward pass
@@ -473,31 +472,8 @@ class MMSSL(Recommender):
     # ----------------------------------------------------------------------------------------
     # scoring
     # ----------------------------------------------------------------------------------------
-    def prepare_scoring(self) -> None:
-        """One forward pass without dropout, with the current generated graphs."""
+    def full_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One forward pass without dropout, with the current generated graphs: users [U, d],
+        items [I, d]."""
         out = self.forward_tables(None)
-        self._users, self._items = out["users"], out["items"]
-
-    def serving_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(users [U, d], items [I, d])`` of the last :meth:`prepare_scoring`."""
-        if self._users is None or self._items is None:
-            self.prepare_scoring()
-        assert self._users is not None and self._items is not None
-        return self._users, self._items
-
-    def new_item_representations(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Not available: every item also has a free ID embedding that only training sets."""
-        raise MentorError(
-            f"model {self.name} learns an ID embedding for every item next to its features; "
-            "it cannot add items that were not trained"
-        )
-
-    def score(self, users: torch.Tensor) -> torch.Tensor:
-        """[B, I] dot products."""
-        u, i = self.serving_representations()
-        return u[users] @ i.T
-
-    def train(self, mode: bool = True) -> MMSSL:
-        """Switching mode drops cached scoring tables."""
-        self._users = self._items = None
-        return super().train(mode)
+        return out["users"], out["items"]

@@ -79,6 +79,7 @@ class SLMRec(Recommender):
     """Three-or-more LightGCN branches fused by linear layers, trained by in-batch contrast."""
 
     name = "slmrec"
+    cold_start_unavailable = "learns a free ID embedding for every item next to its features"
     uses_negatives = False
 
     def __init__(self, config: SLMRecConfig, ctx: ModelContext, generator: torch.Generator) -> None:
@@ -199,13 +200,6 @@ class SLMRec(Recommender):
     def serving_representations(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(users [U, d], items [I, d])`` used by :meth:`score`."""
         return self.result_users, self.result_items
-
-    def new_item_representations(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Not available: every item also has a free ID embedding that only training sets."""
-        raise MentorError(
-            f"model {self.name} learns an ID embedding for every item next to its features; "
-            "it cannot add items that were not trained"
-        )
 
     def score(self, users: torch.Tensor) -> torch.Tensor:
         """[B, I] dot products of the fused tables."""

@@ -25,7 +25,7 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mentor import __version__
@@ -39,10 +39,23 @@ MAX_NEW_ITEMS = 1000
 API_KEY_ENV = "MENTOR_API_KEY"
 BUNDLE_ENV = "MENTOR_BUNDLE"
 INDEX_ENV = "MENTOR_INDEX"
+WORKERS_ENV = "MENTOR_WORKERS"
 ID_MAX_LENGTH = 512
 MAX_FEATURE = 1e6
 
 log = logging.getLogger("mentor.serve")
+
+
+def _json_int(value: Any) -> Any:
+    """A JSON Schema integer: a whole number, also written as 10.0; never true or "10"."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("Input should be a valid integer")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_int)]
 
 
 class ErrorBody(BaseModel):
@@ -63,8 +76,9 @@ class UserList(BaseModel):
 class RecommendRequest(BaseModel):
     """Many users at once."""
 
+    model_config = ConfigDict(strict=True, extra="forbid")
     users: list[str] = Field(min_length=1, max_length=MAX_BATCH)
-    k: int = Field(10, ge=1, le=MAX_K)
+    k: JsonInt = Field(10, ge=1, le=MAX_K)
     exclude_seen: bool = True
     items: list[str] | None = Field(
         None, min_length=1, max_length=MAX_CANDIDATES, description="candidate item ids to rank"
@@ -95,18 +109,23 @@ def _add_items_model(dims: dict[str, int]) -> type[BaseModel]:
             for i, (m, d) in enumerate(dims.items())
         }
         features: Any = create_model(
-            "Features", __config__=ConfigDict(extra="forbid", populate_by_name=True), **fields
+            "Features",
+            __config__=ConfigDict(strict=True, extra="forbid", populate_by_name=True),
+            **fields,
         )
     else:
         features = dict[str, list[value]]  # type: ignore[valid-type]
+    strict = ConfigDict(strict=True, extra="forbid")
     item = create_model(
         "NewItem",
+        __config__=strict,
         __doc__="One cold-start item: its id and one feature vector per modality.",
         id=(str, Field(min_length=1, max_length=ID_MAX_LENGTH)),
         features=(features, ...),
     )
     return create_model(
         "AddItemsRequest",
+        __config__=strict,
         __doc__=f"New items (at most {MAX_NEW_ITEMS} per request).",
         items=(list[item], Field(min_length=1, max_length=MAX_NEW_ITEMS)),  # type: ignore[valid-type]
     )
@@ -142,7 +161,10 @@ ITEM_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "missing or wrong X-API-Key"},
     403: {
         "model": ErrorBody,
-        "description": f"adding items is disabled ({API_KEY_ENV} unset, or an id-only model)",
+        "description": (
+            f"adding items is disabled ({API_KEY_ENV} unset, an id-only model or several "
+            "server processes)"
+        ),
     },
     409: {"model": ErrorBody, "description": "an item id exists already or is given twice"},
 }
@@ -202,12 +224,14 @@ def _error(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
-def create_app(rec: Recommender, api_key: str | None = None) -> FastAPI:
+def create_app(rec: Recommender, api_key: str | None = None, workers: int = 1) -> FastAPI:
     """The HTTP app over ``rec``.
 
     Args:
         api_key: the key ``POST /items`` requires; default the ``MENTOR_API_KEY`` environment
             variable; None or empty disables adding items.
+        workers: server processes; with more than one, ``POST /items`` is refused (each process
+            holds its own catalogue, so an added item would reach only one of them).
     """
     if api_key is None:
         api_key = os.environ.get(API_KEY_ENV) or None
@@ -279,9 +303,17 @@ def create_app(rec: Recommender, api_key: str | None = None) -> FastAPI:
             return _error(403, f"adding items is disabled on this server; set {API_KEY_ENV}")
         if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), api_key.encode()):
             return _error(401, "missing or wrong X-API-Key header")
+        if workers > 1:
+            return _error(
+                403,
+                f"adding items needs a single server process (this server runs {workers}; "
+                "each holds its own catalogue); restart with --workers 1",
+            )
         if not rec.can_add_items:
             return _error(
-                403, f"model {rec.model} embeds items from ids only; it cannot add new items"
+                403,
+                rec.no_cold_start
+                or f"model {rec.model} embeds items from ids only; it cannot add new items",
             )
         items = body.items  # type: ignore[attr-defined]
         ids = [item.id for item in items]
@@ -322,7 +354,8 @@ def app_from_env() -> FastAPI:
     path = os.environ.get(BUNDLE_ENV)
     if not path:
         raise MentorError(f"{BUNDLE_ENV} is not set; start the server with `mentor serve`")
-    return create_app(Recommender.load(path, index=os.environ.get(INDEX_ENV, "exact")))
+    rec = Recommender.load(path, index=os.environ.get(INDEX_ENV, "exact"))
+    return create_app(rec, workers=int(os.environ.get(WORKERS_ENV, "1")))
 
 
 def serve(
@@ -336,6 +369,7 @@ def serve(
     Recommender.load(bundle, index="exact")  # fail fast, with a one-line error, on a bad bundle
     os.environ[BUNDLE_ENV] = str(bundle)
     os.environ[INDEX_ENV] = index
+    os.environ[WORKERS_ENV] = str(workers)
     uvicorn.run(
         "mentor.serve.app:app_from_env",
         factory=True,

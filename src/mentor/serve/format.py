@@ -3,7 +3,8 @@
 A bundle is a folder of plain files, no pickle:
 
 - ``bundle.json``: format name and version, model name, sizes, and how new items are embedded
-  (``cold_start``: ``null`` or the method and its settings).
+  (``cold_start``: the method and its settings, or a string saying why new items cannot be
+  added).
 - ``tensors.safetensors``: ``users`` float32 [U, d], ``items`` float32 [I, d] (scores are
   ``users @ items.T``), ``seen_indptr`` int64 [U + 1] / ``seen_indices`` int64 [nnz] (CSR of the
   items each user was trained on, excluded by default), ``popularity`` float32 [I] (train

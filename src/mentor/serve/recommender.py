@@ -39,6 +39,24 @@ from mentor.serve.format import (
     read_json,
 )
 
+MIN_GEMM_ROWS = 8
+
+
+def gemm_scores(users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """Scores ``users @ items.T`` [B, I] of float32 ``users`` [B, d] and ``items`` [I, d].
+
+    BLAS multiplies a single row (or a few) with a matrix-vector kernel whose summation order
+    differs from the matrix-matrix kernel the evaluator's batched scoring uses, which can swap
+    two items whose scores differ in the last bit. Padding the query to at least
+    :data:`MIN_GEMM_ROWS` rows keeps every query on the matrix-matrix kernel, so served lists
+    equal ``mentor export``'s.
+    """
+    rows = len(users)
+    if rows < MIN_GEMM_ROWS:
+        pad = np.repeat(users[-1:], MIN_GEMM_ROWS - rows, axis=0)
+        return (np.concatenate([users, pad]) @ items.T)[:rows]
+    return users @ items.T
+
 
 @dataclass
 class Recommendations:
@@ -66,6 +84,9 @@ class Recommendations:
         }
 
 
+REQUIRED_TENSORS = ("users", "items", "seen_indptr", "seen_indices", "popularity")
+
+
 class UnknownIdError(MentorError):
     """An item id that is not in the bundle (the server answers 404)."""
 
@@ -82,8 +103,11 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     if k == 0:
         empty = np.zeros((len(scores), 0), dtype=np.int64)
         return empty, empty.astype(bool)
+    if len(scores) == 1:
+        index = _top_k_row(scores[0], k)
+        return index[None, :], np.isfinite(scores[0, index])[None, :]
     if k < n:
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        part = np.argpartition(scores, n - k, axis=1)[:, n - k :]
     else:
         part = np.broadcast_to(np.arange(n), scores.shape).copy()
     values = np.take_along_axis(scores, part, axis=1)
@@ -92,12 +116,22 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     values = np.take_along_axis(values, order, axis=1)
     if k < n:
         # a tie across the cut: more items score at least the k-th value than k
-        ties = np.flatnonzero((scores >= values[:, -1:]).sum(axis=1) > k)
+        ties = np.flatnonzero(np.count_nonzero(scores >= values[:, -1:], axis=1) > k)
         for row in ties:
             cand = np.flatnonzero(scores[row] >= values[row, -1])
             cand = cand[np.lexsort((cand, -scores[row, cand]))][:k]
             part[row], values[row] = cand, scores[row, cand]
     return part, np.isfinite(values)
+
+
+def _top_k_row(row: np.ndarray, k: int) -> np.ndarray:
+    """:func:`top_k` of one row float [n] (the per-request path): int64 [k], best first."""
+    n = len(row)
+    part = np.argpartition(row, n - k)[n - k :] if k < n else np.arange(n)
+    kth = row[part].min()
+    if k < n and np.count_nonzero(row >= kth) > k:  # a tie across the cut
+        part = np.flatnonzero(row >= kth)
+    return part[np.lexsort((part, -row[part]))][:k]
 
 
 def _check_k(k: Any) -> int:
@@ -129,6 +163,7 @@ class Recommender:
     config: dict[str, Any]
     metrics: dict[str, Any]
     cold_start: ColdStartEncoder | None
+    no_cold_start: str = ""
     index_kind: str = "exact"
     user_index: dict[str, int] = field(default_factory=dict)
     item_index: dict[str, int] = field(default_factory=dict)
@@ -142,8 +177,8 @@ class Recommender:
         """Load the bundle folder ``path``.
 
         Args:
-            index: ``"exact"`` (default: brute-force top-K, exactly ``mentor export``'s lists)
-                or ``"faiss"`` (approximate HNSW search, needs the ``faiss`` extra).
+            index: ``"exact"`` (default: brute-force top-K, ``mentor export``'s lists up to
+                float rounding) or ``"faiss"`` (approximate HNSW search, the ``faiss`` extra).
             verify: check every file against ``checksums.json``.
         """
         from safetensors import SafetensorError
@@ -172,8 +207,13 @@ class Recommender:
             tensors = load_file(str(path / TENSORS))
         except (SafetensorError, OSError) as exc:
             raise MentorError(f"{path / TENSORS}: cannot read ({exc})") from None
+        missing = [n for n in REQUIRED_TENSORS if n not in tensors]
+        if missing:
+            raise MentorError(f"{path / TENSORS}: tensor '{missing[0]}' is missing; re-bundle")
         ids = read_json(path / IDS)
-        cold_meta = manifest.get("cold_start")
+        if not isinstance(ids, dict) or not {"users", "items"} <= set(ids):
+            raise MentorError(f"{path / IDS}: expected lists 'users' and 'items'; re-bundle")
+        cold_meta = manifest.get("cold_start")  # a mapping, or why new items cannot be added
         rec = cls(
             path=path,
             model=str(manifest["model"]),
@@ -186,7 +226,12 @@ class Recommender:
             popularity=tensors["popularity"],
             config=read_json(path / CONFIG),
             metrics=read_json(path / METRICS),
-            cold_start=ColdStartEncoder.from_bundle(cold_meta, tensors) if cold_meta else None,
+            cold_start=(
+                ColdStartEncoder.from_bundle(cold_meta, tensors)
+                if isinstance(cold_meta, dict)
+                else None
+            ),
+            no_cold_start=cold_meta if isinstance(cold_meta, str) else "",
         )
         rec.user_index = {u: i for i, u in enumerate(rec.user_ids)}
         rec.item_index = {it: i for i, it in enumerate(rec.item_ids)}
@@ -283,7 +328,7 @@ class Recommender:
         if cand is None and self._ann is not None:
             return self._rank_ann(users, k, exclude_seen)
         table = self.items if cand is None else self.items[cand]
-        scores = self.users[users] @ table.T
+        scores = gemm_scores(self.users[users], table)
         if exclude_seen:
             self._mask_seen(scores, users, cand)
         local, valid = top_k(scores, k)
@@ -352,7 +397,8 @@ class Recommender:
         """
         if self.cold_start is None:
             raise MentorError(
-                f"model {self.model} embeds items from ids only; it cannot add new items"
+                self.no_cold_start
+                or f"model {self.model} embeds items from ids only; it cannot add new items"
             )
         if isinstance(ids, str):
             raise MentorError("ids must be a list of new item ids, not one string")
@@ -430,7 +476,8 @@ class Recommender:
 def bundle_summary(path: str | Path) -> str:
     """One line describing a bundle folder (for the CLI)."""
     manifest = read_json(Path(path) / MANIFEST)
-    cold = "adds items from features" if manifest.get("cold_start") else "id-only"
+    cold = "adds items from features" if isinstance(manifest.get("cold_start"), dict) else ""
+    cold = cold or "cannot add items"
     return (
         f"{manifest['model']} bundle: {manifest['n_users']:,} users, {manifest['n_items']:,} "
         f"items, d={manifest['dim']}, {cold}"

@@ -1,0 +1,454 @@
+"""Seconds per training epoch and peak memory of every model, next to MMRec's own code.
+
+For each data set (MovieLens-100K in MMRec layout with its genre and text features, and Amazon
+Baby interactions with seeded random image 4096-d and text 384-d features) and each model, this
+trains our implementation (``mentor train``) and MMRec's (its ``quick_start`` with one
+configuration, from a checkout given by ``--mmrec``; nothing of MMRec is imported here) for a few
+epochs, each in a fresh subprocess with the same thread count, and records:
+
+- seconds per training epoch: the median over the epochs after the first (the first is reported
+  too but left out, since it can include one-off set-up); the epoch's training only, without
+  evaluation. Ours comes from ``history.csv``; MMRec's from the start and end times its trainer
+  passes to its epoch log line (read by a wrapper around that method in the subprocess);
+- peak resident memory of the whole process (``ru_maxrss`` from ``wait4``);
+- wall time of the process (data loading, set-up, training and one evaluation).
+
+A run over ``--limit`` seconds is stopped; its row says so and keeps the epochs it finished.
+MMRec's DualGNN reads a precomputed user graph (``user_graph_dict.npy``) that MMRec builds with a
+separate O(U^2) Python script; this script builds the same top-200 co-occurrence lists with a
+sparse product instead, before the run (not timed). Writes
+``benchmarks/results/speed_vs_mmrec.{json,md}``; rows of an earlier run that this one did not
+repeat are kept.
+
+Usage: python benchmarks/speed_vs_mmrec.py --mmrec ../mmrec [--data ml-100k-mm baby-random]
+       [--models all|NAME,...] [--epochs 4] [--baby-epochs 3] [--threads 2] [--limit 600]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+from common import RESULTS, SHARED, machine
+from mentor_speed import baby_with_random_features
+
+from mentor.registry import model_names
+
+# MMRec class name for each of our registry names it implements, and the one configuration it
+# runs (its YAML grids list several values; these are our defaults).
+MMREC_MODELS: dict[str, tuple[str, dict[str, object]]] = {
+    "bpr": ("BPR", {"reg_weight": 1e-5}),
+    "lightgcn": ("LightGCN", {"n_layers": 2, "reg_weight": 1e-4}),
+    "layergcn": ("LayerGCN", {"n_layers": 4, "dropout": 0.1, "reg_weight": 1e-3}),
+    "vbpr": ("VBPR", {"reg_weight": 1e-4}),
+    "mmgcn": ("MMGCN", {"reg_weight": 1e-4, "learning_rate": 1e-3}),
+    "dualgnn": ("DualGNN", {"aggr_mode": "add", "reg_weight": 1e-3, "learning_rate": 1e-3}),
+    "freedom": ("FREEDOM", {"dropout": 0.8, "reg_weight": 1e-4}),
+    "lattice": ("LATTICE", {"reg_weight": 0.0, "learning_rate": 1e-3}),
+    "bm3": ("BM3", {"n_layers": 1, "reg_weight": 0.1, "dropout": 0.3}),
+}
+# Settings our models need on a data set (MENTOR's semantic graph weights for genre + text).
+OUR_EXTRA = {
+    "ml-100k-mm": {"mentor": ['model.semantic_graph_weights={"genre": 0.1, "text": 0.9}']},
+}
+# Runs MMRec's quick_start in its src folder: one configuration, evaluation after the last
+# epoch only, and one "MMREC_EPOCH <index> <seconds>" line per trained epoch on stdout.
+MMREC_DRIVER = """
+import json, sys, time
+import torch
+import yaml
+torch.set_num_threads(int(sys.argv[4]))
+from common.trainer import Trainer
+from utils.configurator import Config
+from utils.quick_start import quick_start
+
+original = Trainer._generate_train_loss_output
+
+def timed(self, epoch_idx, s_time, e_time, losses):
+    print(f"MMREC_EPOCH {epoch_idx} {e_time - s_time:.6f}", flush=True)
+    return original(self, epoch_idx, s_time, e_time, losses)
+
+Trainer._generate_train_loss_output = timed
+fit = Trainer.fit
+
+def announced_fit(self, *args, **kwargs):
+    print(f"MMREC_FIT_START {time.time():.3f}", flush=True)
+    return fit(self, *args, **kwargs)
+
+Trainer.fit = announced_fit
+model, dataset = sys.argv[1], sys.argv[2]
+config_dict = json.loads(sys.argv[3])
+with open(f"configs/model/{model}.yaml", encoding="utf-8") as f:
+    grid = yaml.load(f.read(), Loader=Config._build_yaml_loader(None))
+for name in grid.get("hyper_parameters", []):
+    if name not in config_dict:
+        config_dict[name] = grid[name][0] if isinstance(grid[name], list) else grid[name]
+config_dict["hyper_parameters"] = ["seed"]
+quick_start(model=model, dataset=dataset, config_dict=config_dict, save_model=False)
+"""
+
+
+@dataclass
+class Run:
+    """One measured training run.
+
+    Attributes:
+        data: data set name.
+        model: our registry name.
+        impl: ``mentor`` or ``MMRec``.
+        status: ``ok``, ``time limit`` or ``failed: <last error line>``.
+        epoch_seconds: training seconds of each finished epoch, in order.
+        peak_rss_gb: peak resident memory of the process (GiB).
+        wall_seconds: the whole process, set-up and evaluation included.
+        unfinished_epoch_seconds: for a run stopped at the limit, the seconds its unfinished
+            epoch had run (MMRec: from the start of training or the last finished epoch).
+    """
+
+    data: str
+    model: str
+    impl: str
+    status: str = "ok"
+    epoch_seconds: list[float] = field(default_factory=list)
+    peak_rss_gb: float = 0.0
+    wall_seconds: float = 0.0
+    unfinished_epoch_seconds: float | None = None
+
+    @property
+    def seconds_per_epoch(self) -> float | None:
+        """Median over the epochs after the first; the first alone if it is the only one."""
+        timed = self.epoch_seconds[1:] or self.epoch_seconds
+        return statistics.median(timed) if timed else None
+
+
+def run_process(
+    cmd: list[str], cwd: Path | None, env: dict[str, str], log: Path, limit: float
+) -> tuple[int | None, float, float]:
+    """Run ``cmd`` with output to ``log``; stop it after ``limit`` seconds.
+
+    Returns (exit status or ``None`` when stopped, peak RSS in GiB, wall seconds).
+    """
+    start = time.perf_counter()
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.perf_counter() - start > limit:
+                os.kill(proc.pid, signal.SIGKILL)
+                _, status, usage = os.wait4(proc.pid, 0)
+                status = None
+                break
+            time.sleep(0.2)
+    wall = time.perf_counter() - start
+    code = None if status is None else os.waitstatus_to_exitcode(status)
+    return code, usage.ru_maxrss / 1024**2, wall
+
+
+def last_error(log: Path) -> str:
+    """The last non-empty line of a log, for a failed run's row."""
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "no output"
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The environment with every BLAS/OpenMP pool fixed to ``threads``."""
+    env = dict(os.environ)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[name] = str(threads)
+    return env
+
+
+def run_ours(
+    data_name: str, data: Path, model: str, epochs: int, threads: int, limit: float, work: Path
+) -> Run:
+    """``mentor train`` for ``epochs`` epochs, evaluating once after the last."""
+    out = work / f"ours-{data_name}-{model}"
+    cmd = [sys.executable, "-m", "mentor.cli", "train", "--model", model, "--data", str(data)]
+    cmd += ["--out", str(out), "--epochs", str(epochs), "--quiet", "--device", "cpu"]
+    settings = ["train.patience=1000", f"train.threads={threads}", f"train.eval_every={epochs}"]
+    for item in settings + OUR_EXTRA.get(data_name, {}).get(model, []):
+        cmd += ["--set", item]
+    log = work / f"ours-{data_name}-{model}.log"
+    code, peak, wall = run_process(cmd, None, thread_env(threads), log, limit)
+    run = Run(data_name, model, "mentor", peak_rss_gb=peak, wall_seconds=wall)
+    history = out / "history.csv"
+    if history.exists():
+        with history.open() as f:
+            run.epoch_seconds = [float(r["seconds"]) for r in csv.DictReader(f) if r["seconds"]]
+    if code is None:
+        run.status = "time limit"
+    elif code != 0:
+        run.status = f"failed: {last_error(log)}"
+    return run
+
+
+def run_mmrec(
+    mmrec: Path,
+    data_name: str,
+    data_root: Path,
+    model: str,
+    epochs: int,
+    threads: int,
+    limit: float,
+    work: Path,
+) -> Run:
+    """MMRec's quick_start for ``model`` (our name) on ``data_root/data_name``."""
+    name, settings = MMREC_MODELS[model]
+    folder = data_root / data_name
+    for cached in folder.glob("*.pt"):  # LATTICE/FREEDOM cache their item graphs: rebuild each
+        cached.unlink()
+    config = {
+        "use_gpu": False,
+        "gpu_id": 0,
+        "data_path": f"{data_root}/",
+        "inter_file_name": next(folder.glob("*.inter")).name,
+        "USER_ID_FIELD": "userID",
+        "ITEM_ID_FIELD": "itemID",
+        "TIME_FIELD": "timestamp",
+        "field_separator": "\t",
+        "vision_feature_file": "image_feat.npy",
+        "text_feature_file": "text_feat.npy",
+        "user_graph_dict_file": "user_graph_dict.npy",
+        "epochs": epochs,
+        "eval_step": epochs,
+        "stopping_step": 1000,
+        **settings,
+    }
+    cmd = [sys.executable, "-c", MMREC_DRIVER, name, data_name, json.dumps(config), str(threads)]
+    log = work / f"mmrec-{data_name}-{model}.log"
+    code, peak, wall = run_process(cmd, mmrec / "src", thread_env(threads), log, limit)
+    stopped = time.time()
+    run = Run(data_name, model, "MMRec", peak_rss_gb=peak, wall_seconds=wall)
+    lines = log.read_text(errors="replace").splitlines()
+    run.epoch_seconds = [float(ln.split()[2]) for ln in lines if ln.startswith("MMREC_EPOCH ")]
+    if code is None:
+        run.status = "time limit"
+        starts = [float(ln.split()[1]) for ln in lines if ln.startswith("MMREC_FIT_START ")]
+        if starts:  # the epochs' own seconds leave out evaluation: a lower bound
+            run.unfinished_epoch_seconds = stopped - starts[0] - sum(run.epoch_seconds)
+    elif code != 0:
+        run.status = f"failed: {last_error(log)}"
+    return run
+
+
+def user_graph_dict(inter: Path, top: int = 200) -> dict[int, list[list[float]]]:
+    """MMRec's DualGNN user graph: each user's ``top`` co-occurring users by shared items.
+
+    ``{user: [neighbour ids, shared-item counts]}`` in decreasing count, from the training
+    interactions (``x_label == 0``), as MMRec's preprocessing script writes it (users with no
+    shared item get empty lists), but from a sparse product ``R R^T`` instead of a Python loop
+    over all user pairs.
+    """
+    table = np.loadtxt(inter, delimiter="\t", skiprows=1, usecols=(0, 1), dtype=np.int64)
+    with inter.open() as f:
+        header = f.readline().rstrip("\n").split("\t")
+    label = np.loadtxt(inter, delimiter="\t", skiprows=1, usecols=header.index("x_label"))
+    n_users = int(table[:, 0].max()) + 1
+    train = table[label == 0]
+    ones = np.ones(len(train), dtype=np.float32)
+    shape = (n_users, int(table[:, 1].max()) + 1)
+    rows = sp.csr_matrix((ones, (train[:, 0], train[:, 1])), shape=shape)
+    rows.data[:] = 1.0  # duplicates count once, as in MMRec's item sets
+    shared = (rows @ rows.T).tocsr()
+    shared.setdiag(0)
+    shared.eliminate_zeros()
+    graph = {}
+    for user in range(n_users):
+        start, end = shared.indptr[user], shared.indptr[user + 1]
+        order = np.argsort(-shared.data[start:end], kind="stable")[:top]
+        graph[user] = [
+            shared.indices[start:end][order].tolist(),
+            shared.data[start:end][order].astype(float).tolist(),
+        ]
+    return graph
+
+
+def mmrec_folder(data: Path, image: str, text: str, folder: Path) -> None:
+    """MMRec's layout of ``data`` in ``folder``: links to its files and DualGNN's user graph."""
+    folder.mkdir(parents=True)
+    inter = next(data.glob("*.inter"))
+    (folder / inter.name).symlink_to(inter.resolve())
+    (folder / "image_feat.npy").symlink_to((data / image).resolve())
+    (folder / "text_feat.npy").symlink_to((data / text).resolve())
+    np.save(folder / "user_graph_dict.npy", user_graph_dict(inter), allow_pickle=True)
+
+
+def write_results(runs: list[Run], args: argparse.Namespace) -> None:
+    """Merge with an earlier result file and write ``speed_vs_mmrec.{json,md}``."""
+    path = args.out / "speed_vs_mmrec.json"
+    fresh = [{**asdict(r), "seconds_per_epoch": r.seconds_per_epoch} for r in runs]
+    done = {(r["data"], r["model"], r["impl"]) for r in fresh}
+    kept = []
+    if path.exists():
+        earlier = json.loads(path.read_text())["rows"]
+        kept = [r for r in earlier if (r["data"], r["model"], r["impl"]) not in done]
+    rows = kept + fresh
+    stamp = {
+        "machine": machine(),
+        "threads": args.threads,
+        "limit_seconds": args.limit,
+        "mmrec_commit": mmrec_commit(args.mmrec),
+        "rows": rows,
+    }
+    lines = [
+        f"Machine: {stamp['machine']}; {args.threads} threads for both; MMRec at "
+        f"{stamp['mmrec_commit']}.",
+        "",
+        "s/epoch: median training seconds of the epochs after the first (no evaluation). "
+        "Peak: maximum resident memory of the whole process. Speed-up: MMRec s/epoch / ours.",
+    ]
+    for data in dict.fromkeys(r["data"] for r in rows):
+        lines += [
+            "",
+            f"**{data}**",
+            "",
+            "| model | ours s/epoch | MMRec s/epoch | speed-up | ours peak GB | MMRec peak GB |",
+            "|---|---|---|---|---|---|",
+        ]
+        by_key = {(r["model"], r["impl"]): r for r in rows if r["data"] == data}
+        for model in dict.fromkeys(m for m, _ in by_key):
+            ours, theirs = by_key.get((model, "mentor")), by_key.get((model, "MMRec"))
+            ratio = "-"
+            if ours and theirs and ours["seconds_per_epoch"]:
+                if theirs["seconds_per_epoch"]:
+                    ratio = f"{theirs['seconds_per_epoch'] / ours['seconds_per_epoch']:.1f}x"
+                elif theirs.get("unfinished_epoch_seconds"):
+                    bound = theirs["unfinished_epoch_seconds"] / ours["seconds_per_epoch"]
+                    ratio = f">= {bound:.1f}x"
+            lines.append(
+                f"| {model} | {cell_seconds(ours)} | {cell_seconds(theirs)} | {ratio} | "
+                f"{cell_peak(ours)} | {cell_peak(theirs)} |"
+            )
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, text in (
+        ("speed_vs_mmrec.json", json.dumps(stamp, indent=2) + "\n"),
+        ("speed_vs_mmrec.md", "\n".join(lines) + "\n"),
+    ):
+        tmp = args.out / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(args.out / name)
+    print("\n".join(lines))
+
+
+def cell_seconds(row: dict | None) -> str:
+    """A table cell for a run's s/epoch, marking time limits and failures."""
+    if row is None:
+        return "-"
+    value = row["seconds_per_epoch"]
+    if row["status"].startswith("failed"):
+        return "failed"
+    if row["status"] == "time limit" and value is None:
+        bound = row.get("unfinished_epoch_seconds")
+        if bound is None:
+            return f"no epoch in {row['wall_seconds']:.0f} s"
+        return f">= {bound:.0f} (no epoch finished)"
+    if value is None:
+        return "no training epochs"
+    suffix = f" ({len(row['epoch_seconds'])} epochs, stopped)" if row["status"] != "ok" else ""
+    return f"{value:.2f}{suffix}"
+
+
+def cell_peak(row: dict | None) -> str:
+    """A table cell for a run's peak memory."""
+    if row is None:
+        return "-"
+    return f"{row['peak_rss_gb']:.2f}"
+
+
+def mmrec_commit(mmrec: Path) -> str:
+    """The MMRec checkout's commit (and ``+patched`` when its tree has local changes)."""
+    head = subprocess.run(
+        ["git", "-C", str(mmrec), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "-C", str(mmrec), "status", "--porcelain", "--untracked-files=no"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return f"{head or 'unknown'}{'+patched' if dirty else ''}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mmrec", type=Path, required=True, help="MMRec checkout (has src/)")
+    parser.add_argument("--data", nargs="+", default=["ml-100k-mm", "baby-random"])
+    parser.add_argument("--models", default="all", help="our names, comma-separated, or all")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per run on ml-100k-mm")
+    parser.add_argument("--baby-epochs", type=int, default=3, help="epochs per run on Baby")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--limit", type=float, default=600.0, help="seconds per run at most")
+    parser.add_argument("--impl", choices=["both", "mentor", "MMRec"], default="both")
+    parser.add_argument("--shared", type=Path, default=SHARED)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--work", type=Path, help="keep runs and logs here (default: a temp dir)")
+    args = parser.parse_args()
+    if not (args.mmrec / "src" / "main.py").exists():
+        raise SystemExit(f"{args.mmrec}/src/main.py not found: pass --mmrec MMREC_CHECKOUT")
+    known = model_names()
+    models = known if args.models == "all" else args.models.split(",")
+    unknown = sorted(set(models) - set(known))
+    if unknown:
+        raise SystemExit(f"unknown models {unknown}; `mentor models` lists them")
+    runs = []
+    if args.work:
+        args.work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tempfile.mkdtemp(prefix="speed-", dir=args.work)) if args.work else Path(tmp)
+        mmrec_root = work / "mmrec-data"
+        sets = {}
+        if "ml-100k-mm" in args.data:
+            data = args.shared / "data" / "ml-100k-mm"
+            mmrec_folder(data, "genre_feat.npy", "text_feat.npy", mmrec_root / "ml-100k-mm")
+            sets["ml-100k-mm"] = (data, args.epochs)
+        if "baby-random" in args.data:
+            (work / "baby-random").mkdir()
+            data = baby_with_random_features(args.shared, work / "baby-random")
+            mmrec_folder(data, "image_feat.npy", "text_feat.npy", mmrec_root / "baby-random")
+            sets["baby-random"] = (data, args.baby_epochs)
+        for data_name, (data, epochs) in sets.items():
+            for model in models:
+                found = []
+                if args.impl != "MMRec":
+                    found.append(
+                        run_ours(data_name, data, model, epochs, args.threads, args.limit, work)
+                    )
+                if args.impl != "mentor" and model in MMREC_MODELS:
+                    found.append(
+                        run_mmrec(
+                            args.mmrec,
+                            data_name,
+                            mmrec_root,
+                            model,
+                            epochs,
+                            args.threads,
+                            args.limit,
+                            work,
+                        )
+                    )
+                for run in found:
+                    spe = run.seconds_per_epoch
+                    shown = "-" if spe is None else f"{spe:.2f}"
+                    print(
+                        f"{data_name:<12} {model:<9} {run.impl:<6} {shown:>8} s/epoch "
+                        f"{run.peak_rss_gb:5.2f} GB  {run.wall_seconds:6.1f} s wall  {run.status}",
+                        flush=True,
+                    )
+                runs += found
+    write_results(runs, args)
+
+
+if __name__ == "__main__":
+    main()
