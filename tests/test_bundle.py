@@ -262,3 +262,17 @@ def test_cli_bundle(lgcn_run: Path, tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "lightgcn bundle: 30 users, 40 items, d=64, cannot add items" in capsys.readouterr().out
     assert main(["bundle", "--run", str(lgcn_run), "--out", str(tmp_path / "b")]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_batch_ranking_equals_row_ranking_with_ties_and_masks() -> None:
+    import numpy as np
+
+    from mentor.serve.recommender import top_k, top_k_batch
+
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 5, size=(40, 30)).astype(np.float32)  # many exact ties
+    scores[3, :] = 1.0
+    scores[4, 5:] = -np.inf  # fewer candidates than k
+    for k in (1, 7, 30):
+        (i1, v1), (i2, v2) = top_k(scores, k), top_k_batch(scores, k)
+        assert (i1[v1] == i2[v2]).all() and (v1 == v2).all()

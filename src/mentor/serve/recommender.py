@@ -40,6 +40,20 @@ from mentor.serve.format import (
 )
 
 MIN_GEMM_ROWS = 8
+BATCH_RANK_ROWS = 32
+
+
+def top_k_batch(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`top_k` for many rows at once through the evaluator's own ranking
+    (:func:`mentor.eval.metrics.rank_topk`, torch's multi-threaded top-k with the same exact
+    tie order). torch is imported on the first large batch, never when a bundle loads.
+    """
+    import torch
+
+    from mentor.eval.metrics import rank_topk
+
+    index = rank_topk(torch.from_numpy(scores), min(k, scores.shape[1])).numpy()
+    return index, np.isfinite(np.take_along_axis(scores, index, axis=1))
 
 
 def gemm_scores(users: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -331,7 +345,7 @@ class Recommender:
         scores = gemm_scores(self.users[users], table)
         if exclude_seen:
             self._mask_seen(scores, users, cand)
-        local, valid = top_k(scores, k)
+        local, valid = top_k_batch(scores, k) if len(users) >= BATCH_RANK_ROWS else top_k(scores, k)
         values = np.take_along_axis(scores, local, axis=1).astype(np.float64)
         index = local if cand is None else cand[local]
         ids = [index[row][valid[row]] for row in range(len(users))]
