@@ -151,6 +151,8 @@ def grid_search(
             cmd = [sys.executable, "-m", "mentor.cli", "train", "--quiet"]
             if (run / "checkpoint.safetensors").exists():
                 cmd += ["--resume", str(run)]
+                if threads:  # a resumed run may use another thread count
+                    cmd += ["--set", f"train.threads={threads}"]
             else:
                 cmd += ["--config", str(config_file), "--out", str(run)]
             try:
