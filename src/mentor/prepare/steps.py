@@ -351,7 +351,8 @@ def save_feature(folder: Path, modality: str, feat: np.ndarray) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _fresh_dir(parent: Path, prefix: str) -> Path:
+def fresh_dir(parent: Path, prefix: str) -> Path:
+    """Create and return a new, uniquely named folder in ``parent`` (default permissions)."""
     while True:
         path = parent / f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:12]}"
         try:
@@ -378,28 +379,29 @@ def _replaceable(out: Path) -> bool:
 
 
 @contextmanager
-def staged_output(out: Path) -> Iterator[Path]:
+def staged_output(out: Path, checked: bool = False) -> Iterator[Path]:
     """Yield a temporary folder next to ``out``; on success it is renamed to ``out``.
 
     On any error the temporary folder is removed and ``out`` is left as it was. An existing
-    ``out`` is replaced only when it is empty or was itself made by ``mentor data prepare``.
+    ``out`` is replaced only when it is empty or was itself made by ``mentor data prepare``
+    (``checked=True``: the caller has already decided that ``out`` may be replaced).
 
     Raises:
         MentorError: ``out`` holds something else.
     """
     out = Path(out)
-    if not _replaceable(out):
+    if not checked and not _replaceable(out):
         raise MentorError(
             f"{out}: exists and is not a folder made by 'mentor data prepare'; "
             "choose a new --out folder"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _fresh_dir(out.parent, f".{out.name}.tmp-")
+    tmp = fresh_dir(out.parent, f".{out.name}.tmp-")
     old: Path | None = None
     try:
         yield tmp
         if out.exists():
-            old = _fresh_dir(out.parent, f".{out.name}.old-")
+            old = fresh_dir(out.parent, f".{out.name}.old-")
             out.rename(old / out.name)
         try:
             tmp.rename(out)
