@@ -193,3 +193,39 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     monkeypatch.setenv("MENTOR_CACHE", str(tmp_path_factory.getbasetemp() / "mentor-cache"))
     # an internal error raises in tests (with its traceback) instead of becoming exit code 1
     monkeypatch.setenv("MENTOR_DEBUG", "1")
+
+
+def build(name: str, folder: Path, tmp: Path, seed: int = 3, **model: object):  # type: ignore[no-untyped-def]
+    """Model ``name`` built on the data folder ``folder`` (CPU, graphs cached in ``tmp``) with
+    ``model`` settings: (model, dataset)."""
+    import torch
+
+    from mentor.config import resolve_config
+    from mentor.data.dataset import load_dataset
+    from mentor.semantic import SemanticGraphCache
+    from mentor.training.loop import build_model
+
+    config = resolve_config(name, {"data": {"path": str(folder)}, "model": dict(model)})
+    config.train.seed = seed
+    dataset = load_dataset(folder)
+    return build_model(config, dataset, torch.device("cpu"), SemanticGraphCache(tmp)), dataset
+
+
+def first_batch(dataset, seed: int = 0, batch_size: int = 16, negatives: bool = True):  # type: ignore[no-untyped-def]
+    """The first batch of a seeded epoch of ``dataset``'s train rows."""
+    import torch
+
+    from mentor.data.sampler import BPRSampler
+
+    sampler = BPRSampler(dataset.train, dataset.n_items, batch_size, negatives=negatives)
+    return next(iter(sampler.epoch(torch.Generator().manual_seed(seed))))
+
+
+def dense_r(dataset):  # type: ignore[no-untyped-def]
+    """Binary user-item matrix float64 [U, I] of the train split."""
+    import torch
+
+    r = torch.zeros(dataset.n_users, dataset.n_items, dtype=torch.float64)
+    train = torch.from_numpy(dataset.train)
+    r[train[:, 0], train[:, 1]] = 1.0
+    return r

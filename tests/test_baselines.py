@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_dataset
+from conftest import build as make
+from conftest import dense_r, make_dataset
+from conftest import first_batch as a_batch
 
 from mentor.config import resolve_config
 from mentor.data.dataset import load_dataset
@@ -19,9 +21,8 @@ from mentor.models.dualgnn import DualGNN, padded_user_graph, top_co_interaction
 from mentor.models.layergcn import LayerGCN, TrainEdges
 from mentor.models.lightgcn import LightGCN
 from mentor.registry import get_model
-from mentor.semantic import SemanticGraphCache
 from mentor.training.checkpoint import load_tensors
-from mentor.training.loop import build_model, fit, scheduled_lr
+from mentor.training.loop import fit, scheduled_lr
 
 F64 = torch.float64
 
@@ -30,26 +31,6 @@ F64 = torch.float64
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("baselines")
     return make_dataset(root, n_users=14, n_items=18, per_user=6, features={"image": 7, "text": 5})
-
-
-def make(name: str, folder: Path, tmp: Path, seed: int = 3, **model: object):
-    config = resolve_config(name, {"data": {"path": str(folder)}, "model": dict(model)})
-    config.train.seed = seed
-    dataset = load_dataset(folder)
-    return build_model(config, dataset, torch.device("cpu"), SemanticGraphCache(tmp)), dataset
-
-
-def a_batch(dataset, seed: int = 0) -> Batch:
-    sampler = BPRSampler(dataset.train, dataset.n_items, batch_size=16)
-    return next(iter(sampler.epoch(torch.Generator().manual_seed(seed))))
-
-
-def dense_r(dataset) -> torch.Tensor:
-    """Binary user-item matrix [U, I] of the train split."""
-    r = torch.zeros(dataset.n_users, dataset.n_items, dtype=F64)
-    train = torch.from_numpy(dataset.train)
-    r[train[:, 0], train[:, 1]] = 1.0
-    return r
 
 
 def sym_block(r: torch.Tensor) -> torch.Tensor:

@@ -8,15 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import build as make
+from conftest import first_batch
 
-from mentor.config import resolve_config
-from mentor.data.dataset import load_dataset
-from mentor.data.sampler import Batch, BPRSampler
+from mentor.data.sampler import Batch
 from mentor.losses import info_nce, mean_var_gap, table_moments
 from mentor.models.mentor import MENTOR
 from mentor.registry import get_model, model_names
-from mentor.semantic import SemanticGraphCache
-from mentor.training.loop import build_model
 
 
 def write_tiny(folder: Path, modalities: dict[str, int], seed: int = 0) -> Path:
@@ -40,16 +38,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny(tmp_path_factory.mktemp("tiny"), {"image": 10, "text": 6})
 
 
-def make(name: str, data: Path, tmp: Path, seed: int = 3, **model: object):
-    config = resolve_config(name, {"data": {"path": str(data)}, "model": dict(model)})
-    config.train.seed = seed
-    dataset = load_dataset(data)
-    return build_model(config, dataset, torch.device("cpu"), SemanticGraphCache(tmp)), dataset
-
-
-def a_batch(dataset, seed: int = 0) -> Batch:
-    sampler = BPRSampler(dataset.train, dataset.n_items, batch_size=32)
-    return next(iter(sampler.epoch(torch.Generator().manual_seed(seed))))
+def a_batch(dataset, seed: int = 0):  # type: ignore[no-untyped-def]
+    """The first batch (32 rows) of a seeded epoch."""
+    return first_batch(dataset, seed, batch_size=32)
 
 
 # ---------------------------------------------------------------------------------------------
