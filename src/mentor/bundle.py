@@ -39,14 +39,15 @@ from mentor.training.runinfo import read_run_info
 def cold_start_payload(model: Recommender) -> tuple[dict[str, Any], dict[str, np.ndarray]] | str:
     """``(bundle.json cold_start entry, cold.* tensors)`` of a model whose new-item encoder a
     bundle carries (MENTOR), else the reason ``add_items`` will give."""
+    from mentor.models.dualgnn import DualGNN
     from mentor.models.mentor import MENTOR
 
     if type(model).new_item_representations is Recommender.new_item_representations:
-        return f"model {model.name} embeds items from ids only; it cannot add new items"
-    if not isinstance(model, MENTOR):
+        return f"model {model.name} {model.cold_start_unavailable}; it cannot add new items"
+    if not isinstance(model, (MENTOR, DualGNN)):
         return (
             f"model {model.name} can embed new items, but bundles do not carry its encoder "
-            "yet (only MENTOR's); retrain the items in, or use a MENTOR run"
+            "yet (only MENTOR's and DualGNN's); retrain the items in"
         )
     tensors: dict[str, np.ndarray] = {}
     dims = {}
@@ -60,17 +61,21 @@ def cold_start_payload(model: Recommender) -> tuple[dict[str, Any], dict[str, np
             ("b2", branch.mlp_1.bias),
         ):
             tensors[f"cold.{m}.{key}"] = _numpy(value)
-    for m in model.semantic_weights:
+    semantic = model.semantic_weights if isinstance(model, MENTOR) else {}
+    for m in semantic:
         tensors[f"cold.{m}.catalogue"] = _numpy(model.features[m])
-    with torch.no_grad():
-        tables = model.semantic_tables()
+    tables: list[torch.Tensor] = []
+    if isinstance(model, MENTOR):
+        with torch.no_grad():
+            tables = model.semantic_tables()
     for i, table in enumerate(tables):
         tensors[f"cold.table.{i}"] = _numpy(table)
     meta = {
         "method": coldstart.METHOD,
         "modalities": list(model.modalities),
         "dims": dims,
-        "weights": dict(model.semantic_weights),
+        "combine": "concat" if isinstance(model, MENTOR) else "sum",
+        "weights": dict(semantic),
         "k": int(model.config.knn_k),
         "layers": len(tables),
         "negative_slope": 0.01,

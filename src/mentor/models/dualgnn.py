@@ -226,6 +226,22 @@ class DualGNN(DotProductRecommender):
         assert isinstance(user_rep, torch.Tensor)
         return user_rep + self.user_graph @ user_rep, item_rep
 
+    def new_item_representations(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Cold start: items [n_new, d] from raw features ``{modality: [n_new, F_m]}``.
+
+        A new item has no user-item edges, so both propagation terms vanish and its
+        representation is the sum over modalities of its normalised branch rows
+        ``normalize(mlp_1(leaky_relu(mlp(f_m))))``.
+        """
+        missing = [m for m in self.modalities if m not in features]
+        if missing:
+            raise MentorError(f"features: modality '{missing[0]}' is missing")
+        parts = []
+        for m in self.modalities:
+            branch = self.branches[m]
+            parts.append(branch.rows(branch.mlp(features[m]))[1])
+        return torch.stack(parts).sum(0)
+
     def loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """BPR (log base 2) + regularisation of the batch users' preferences and the weights."""
         users, items = self.representations()

@@ -84,6 +84,7 @@ class FREEDOM(DotProductRecommender):
     """LightGCN with a frozen feature kNN item graph and degree-sensitive edge pruning."""
 
     name = "freedom"
+    cold_start_unavailable = "learns a free ID embedding for every item next to its features"
 
     def __init__(
         self, config: FreedomConfig, ctx: ModelContext, generator: torch.Generator

@@ -140,6 +140,7 @@ class MMGCN(DotProductRecommender):
     """One graph network per modality over the user-item graph, averaged."""
 
     name = "mmgcn"
+    cold_start_unavailable = "learns a free ID embedding for every item next to its features"
 
     def __init__(self, config: MMGCNConfig, ctx: ModelContext, generator: torch.Generator) -> None:
         super().__init__(config, ctx, generator)

@@ -54,6 +54,7 @@ class VBPR(Recommender):
     """Matrix factorisation whose items also carry a linear projection of their features."""
 
     name = "vbpr"
+    cold_start_unavailable = "learns a free ID embedding for every item next to its features"
 
     def __init__(self, config: VBPRConfig, ctx: ModelContext, generator: torch.Generator) -> None:
         super().__init__(config, ctx, generator)

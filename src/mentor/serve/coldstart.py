@@ -1,7 +1,8 @@
 """Cold-start item embedding at serving time, in NumPy (no training code, no graph).
 
-Method ``mentor-semantic-knn`` (MENTOR): a new item has no user-item edges, so its graph terms
-vanish and its representation is
+Method ``mentor-semantic-knn``: a new item has no user-item edges, so its graph terms vanish.
+DualGNN (``combine: sum``, no semantic step): the sum over modalities of the branch rows below.
+MENTOR (``combine: concat``): its representation is
 
     x + y^L,   x = concat_m normalize(W2_m leaky_relu(W1_m f_m + b1_m) + b2_m)     [D]
                y^0 = x,  y^l = sum_m w_m / k * (c_m y^(l-1) + sum_{n in N_m} T_(l-1)[n])
@@ -58,6 +59,7 @@ class ColdStartEncoder:
     weights: dict[str, float]
     k: int
     negative_slope: float
+    combine: str = "concat"
 
     @classmethod
     def from_bundle(cls, meta: dict[str, Any], tensors: dict[str, np.ndarray]) -> ColdStartEncoder:
@@ -87,6 +89,7 @@ class ColdStartEncoder:
             weights={m: float(w) for m, w in meta["weights"].items()},
             k=int(meta["k"]),
             negative_slope=float(meta["negative_slope"]),
+            combine=str(meta.get("combine", "concat")),
         )
 
     def check(self, features: dict[str, Any], n_new: int) -> dict[str, np.ndarray]:
@@ -130,7 +133,10 @@ class ColdStartEncoder:
             hidden = features[m] @ w1.T + b1
             hidden = np.where(hidden >= 0, hidden, hidden * self.negative_slope)
             parts.append(_normalize(hidden @ w2.T + b2))
-        rows = np.concatenate(parts, axis=1).astype(np.float32)
+        if self.combine == "sum":  # DualGNN: item = sum of its modality branches
+            rows = np.sum(parts, axis=0).astype(np.float32)
+        else:  # MENTOR: the branches side by side
+            rows = np.concatenate(parts, axis=1).astype(np.float32)
         if not self.tables:
             return rows
         n_cat = self.tables[0].shape[0]
