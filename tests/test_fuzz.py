@@ -218,7 +218,9 @@ SET_VALUES = st.sampled_from(
 
 
 @given(
-    verb=st.sampled_from(["train", "search", "evaluate", "export", "data check"]),
+    verb=st.sampled_from(
+        ["train", "search", "evaluate", "export", "data check", "bundle", "benchmark"]
+    ),
     model=st.sampled_from(["bpr", "pop", "lightgcn", "mentor", "zzz"]),
     sets=st.lists(SET_VALUES, max_size=2),
     epochs=st.sampled_from(["1", "0", "-2", "x"]),
@@ -245,13 +247,18 @@ def test_fuzz_cli_exit_codes(
         elif verb == "search":
             argv = ["search", "--model", model, "--data", str(cli_data), "--out", str(out)]
             argv += ["--epochs", epochs, "--grid", "model.reg_weight=[1e-3]"]
+        elif verb == "benchmark":
+            argv = ["benchmark", "--data", str(cli_data), "--out", str(out), "--seeds", "1"]
+            argv += ["--models", f"pop,{model}", "--grid", "none", "--epochs", epochs]
+        elif verb == "bundle":
+            argv = ["bundle", "--run", str(cli_data), "--out", str(out)]
         elif verb in ("evaluate", "export"):
             argv = [verb, "--run", str(cli_data)]
             argv += ["--out", str(out / "t.tsv")] if verb == "export" else []
         else:
             argv = ["data", "check", str(cli_data)]
         for assignment in sets:
-            argv += ["--set", assignment] if verb in ("train", "search") else []
+            argv += ["--set", assignment] if verb in ("train", "search", "benchmark") else []
         argv += [a for a in extra if verb in ("train", "export") or a != "--grid"]
         try:
             code = main(argv)
