@@ -11,7 +11,8 @@ epochs, each in a fresh subprocess with the same thread count, and records:
   evaluation. Ours comes from ``history.csv``; MMRec's from the start and end times its trainer
   passes to its epoch log line (read by a wrapper around that method in the subprocess);
 - peak resident memory of the whole process (``ru_maxrss`` from ``wait4``);
-- wall time of the process (data loading, set-up, training and one evaluation).
+- wall time of the process: data loading, set-up and training, and for ours one evaluation
+  (MMRec's process is ended right after its last epoch's training, before its evaluation).
 
 A run over ``--limit`` seconds is stopped; its row says so and keeps the epochs it finished.
 MMRec's DualGNN reads a precomputed user graph (``user_graph_dict.npy``) that MMRec builds with a
@@ -63,10 +64,11 @@ MMREC_MODELS: dict[str, tuple[str, dict[str, object]]] = {
 OUR_EXTRA = {
     "ml-100k-mm": {"mentor": ['model.semantic_graph_weights={"genre": 0.1, "text": 0.9}']},
 }
-# Runs MMRec's quick_start in its src folder: one configuration, evaluation after the last
-# epoch only, and one "MMREC_EPOCH <index> <seconds>" line per trained epoch on stdout.
+# Runs MMRec's quick_start in its src folder with one configuration, prints one
+# "MMREC_EPOCH <index> <seconds>" line per trained epoch, and ends the process after the last
+# epoch's training (before MMRec's evaluation, which is not measured).
 MMREC_DRIVER = """
-import json, sys, time
+import json, os, sys, time
 import torch
 import yaml
 torch.set_num_threads(int(sys.argv[4]))
@@ -78,6 +80,8 @@ original = Trainer._generate_train_loss_output
 
 def timed(self, epoch_idx, s_time, e_time, losses):
     print(f"MMREC_EPOCH {epoch_idx} {e_time - s_time:.6f}", flush=True)
+    if epoch_idx + 1 == self.epochs:
+        os._exit(0)
     return original(self, epoch_idx, s_time, e_time, losses)
 
 Trainer._generate_train_loss_output = timed
@@ -112,6 +116,7 @@ class Run:
         epoch_seconds: training seconds of each finished epoch, in order.
         peak_rss_gb: peak resident memory of the process (GiB).
         wall_seconds: the whole process, set-up and evaluation included.
+        threads: the BLAS/OpenMP thread count it ran with.
         unfinished_epoch_seconds: for a run stopped at the limit, the seconds its unfinished
             epoch had run (MMRec: from the start of training or the last finished epoch).
     """
@@ -124,6 +129,7 @@ class Run:
     peak_rss_gb: float = 0.0
     wall_seconds: float = 0.0
     unfinished_epoch_seconds: float | None = None
+    threads: int = 1
 
     @property
     def seconds_per_epoch(self) -> float | None:
@@ -183,7 +189,7 @@ def run_ours(
         cmd += ["--set", item]
     log = work / f"ours-{data_name}-{model}.log"
     code, peak, wall = run_process(cmd, None, thread_env(threads), log, limit)
-    run = Run(data_name, model, "mentor", peak_rss_gb=peak, wall_seconds=wall)
+    run = Run(data_name, model, "mentor", peak_rss_gb=peak, wall_seconds=wall, threads=threads)
     history = out / "history.csv"
     if history.exists():
         with history.open() as f:
@@ -231,7 +237,7 @@ def run_mmrec(
     log = work / f"mmrec-{data_name}-{model}.log"
     code, peak, wall = run_process(cmd, mmrec / "src", thread_env(threads), log, limit)
     stopped = time.time()
-    run = Run(data_name, model, "MMRec", peak_rss_gb=peak, wall_seconds=wall)
+    run = Run(data_name, model, "MMRec", peak_rss_gb=peak, wall_seconds=wall, threads=threads)
     lines = log.read_text(errors="replace").splitlines()
     run.epoch_seconds = [float(ln.split()[2]) for ln in lines if ln.startswith("MMREC_EPOCH ")]
     if code is None:
@@ -286,25 +292,31 @@ def mmrec_folder(data: Path, image: str, text: str, folder: Path) -> None:
     np.save(folder / "user_graph_dict.npy", user_graph_dict(inter), allow_pickle=True)
 
 
-def write_results(runs: list[Run], args: argparse.Namespace) -> None:
-    """Merge with an earlier result file and write ``speed_vs_mmrec.{json,md}``."""
+def write_results(runs: list[Run], args: argparse.Namespace) -> str:
+    """Merge with an earlier result file, write ``speed_vs_mmrec.{json,md}``; return the md."""
     path = args.out / "speed_vs_mmrec.json"
     fresh = [{**asdict(r), "seconds_per_epoch": r.seconds_per_epoch} for r in runs]
     done = {(r["data"], r["model"], r["impl"]) for r in fresh}
     kept = []
-    if path.exists():
-        earlier = json.loads(path.read_text())["rows"]
-        kept = [r for r in earlier if (r["data"], r["model"], r["impl"]) not in done]
+    for earlier_file in [path, *args.merge]:  # the newest row of each key wins
+        if not earlier_file.exists():
+            continue
+        for row in json.loads(earlier_file.read_text())["rows"]:
+            key = (row["data"], row["model"], row["impl"])
+            if key not in done:
+                kept.append(row)
+                done.add(key)
     rows = kept + fresh
+    threads = sorted({r.get("threads", args.threads) for r in rows})
     stamp = {
         "machine": machine(),
-        "threads": args.threads,
+        "threads": threads,
         "limit_seconds": args.limit,
         "mmrec_commit": mmrec_commit(args.mmrec),
         "rows": rows,
     }
     lines = [
-        f"Machine: {stamp['machine']}; {args.threads} threads for both; MMRec at "
+        f"Machine: {stamp['machine']}; {'/'.join(map(str, threads))} thread(s) for both; MMRec at "
         f"{stamp['mmrec_commit']}.",
         "",
         "s/epoch: median training seconds of the epochs after the first (no evaluation). "
@@ -319,7 +331,8 @@ def write_results(runs: list[Run], args: argparse.Namespace) -> None:
             "|---|---|---|---|---|---|",
         ]
         by_key = {(r["model"], r["impl"]): r for r in rows if r["data"] == data}
-        for model in dict.fromkeys(m for m, _ in by_key):
+        order = model_names()
+        for model in sorted(dict.fromkeys(m for m, _ in by_key), key=order.index):
             ours, theirs = by_key.get((model, "mentor")), by_key.get((model, "MMRec"))
             ratio = "-"
             if ours and theirs and ours["seconds_per_epoch"]:
@@ -340,7 +353,7 @@ def write_results(runs: list[Run], args: argparse.Namespace) -> None:
         tmp = args.out / f".{name}.tmp"
         tmp.write_text(text)
         tmp.replace(args.out / name)
-    print("\n".join(lines))
+    return "\n".join(lines)
 
 
 def cell_seconds(row: dict | None) -> str:
@@ -357,7 +370,8 @@ def cell_seconds(row: dict | None) -> str:
         return f">= {bound:.0f} (no epoch finished)"
     if value is None:
         return "no training epochs"
-    suffix = f" ({len(row['epoch_seconds'])} epochs, stopped)" if row["status"] != "ok" else ""
+    count = len(row["epoch_seconds"])
+    suffix = f" ({count} epoch{'s' * (count > 1)}, stopped)" if row["status"] != "ok" else ""
     return f"{value:.2f}{suffix}"
 
 
@@ -384,8 +398,18 @@ def mmrec_commit(mmrec: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mmrec", type=Path, required=True, help="MMRec checkout (has src/)")
-    parser.add_argument("--data", nargs="+", default=["ml-100k-mm", "baby-random"])
-    parser.add_argument("--models", default="all", help="our names, comma-separated, or all")
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        choices=["ml-100k-mm", "baby-random"],
+        default=["ml-100k-mm", "baby-random"],
+        help="data sets, run in this order",
+    )
+    parser.add_argument(
+        "--models",
+        default="all",
+        help="our names, comma-separated, all, or none (only rewrite the results from --merge)",
+    )
     parser.add_argument("--epochs", type=int, default=4, help="epochs per run on ml-100k-mm")
     parser.add_argument("--baby-epochs", type=int, default=3, help="epochs per run on Baby")
     parser.add_argument("--threads", type=int, default=2)
@@ -393,12 +417,19 @@ def main() -> None:
     parser.add_argument("--impl", choices=["both", "mentor", "MMRec"], default="both")
     parser.add_argument("--shared", type=Path, default=SHARED)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="earlier result files whose rows fill in what this run and the results lack",
+    )
     parser.add_argument("--work", type=Path, help="keep runs and logs here (default: a temp dir)")
     args = parser.parse_args()
     if not (args.mmrec / "src" / "main.py").exists():
         raise SystemExit(f"{args.mmrec}/src/main.py not found: pass --mmrec MMREC_CHECKOUT")
     known = model_names()
-    models = known if args.models == "all" else args.models.split(",")
+    models = {"all": known, "none": []}.get(args.models, args.models.split(","))
     unknown = sorted(set(models) - set(known))
     if unknown:
         raise SystemExit(f"unknown models {unknown}; `mentor models` lists them")
@@ -408,17 +439,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tempfile.mkdtemp(prefix="speed-", dir=args.work)) if args.work else Path(tmp)
         mmrec_root = work / "mmrec-data"
-        sets = {}
-        if "ml-100k-mm" in args.data:
-            data = args.shared / "data" / "ml-100k-mm"
-            mmrec_folder(data, "genre_feat.npy", "text_feat.npy", mmrec_root / "ml-100k-mm")
-            sets["ml-100k-mm"] = (data, args.epochs)
-        if "baby-random" in args.data:
-            (work / "baby-random").mkdir()
-            data = baby_with_random_features(args.shared, work / "baby-random")
-            mmrec_folder(data, "image_feat.npy", "text_feat.npy", mmrec_root / "baby-random")
-            sets["baby-random"] = (data, args.baby_epochs)
-        for data_name, (data, epochs) in sets.items():
+        for data_name in args.data:
+            if data_name == "ml-100k-mm":
+                data, epochs = args.shared / "data" / "ml-100k-mm", args.epochs
+                mmrec_folder(data, "genre_feat.npy", "text_feat.npy", mmrec_root / data_name)
+            else:
+                (work / data_name).mkdir()
+                data = baby_with_random_features(args.shared, work / data_name)
+                epochs = args.baby_epochs
+                mmrec_folder(data, "image_feat.npy", "text_feat.npy", mmrec_root / data_name)
             for model in models:
                 found = []
                 if args.impl != "MMRec":
@@ -447,7 +476,8 @@ def main() -> None:
                         flush=True,
                     )
                 runs += found
-    write_results(runs, args)
+                write_results(runs, args)  # after every model: an interruption keeps them
+    print(write_results(runs, args))
 
 
 if __name__ == "__main__":
