@@ -42,6 +42,10 @@ class ModelContext:
     semantic_graph: Callable[[dict[str, float], int], SparseGraph] | None = None
 
 
+FREE_ITEM_IDS = "learns a free ID embedding for every item next to its features"
+"""Why feature models with a trained per-item ID embedding cannot embed new items."""
+
+
 class Recommender(nn.Module):
     """Base class of all models.
 

@@ -31,7 +31,7 @@ from torch import nn
 from mentor.data.sampler import Batch
 from mentor.errors import MentorError
 from mentor.losses import rows
-from mentor.models.base import DotProductRecommender, ModelContext, xavier_uniform
+from mentor.models.base import FREE_ITEM_IDS, DotProductRecommender, ModelContext, xavier_uniform
 from mentor.models.blocks import bipartite_layer_mean, dropout, linear
 
 
@@ -65,7 +65,7 @@ class BM3(DotProductRecommender):
     """Self-supervised bootstrap of ID and modality representations, without negatives."""
 
     name = "bm3"
-    cold_start_unavailable = "learns a free ID embedding for every item next to its features"
+    cold_start_unavailable = FREE_ITEM_IDS
     uses_negatives = False
 
     def __init__(self, config: BM3Config, ctx: ModelContext, generator: torch.Generator) -> None:

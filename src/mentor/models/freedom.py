@@ -37,7 +37,13 @@ from mentor.data.sampler import Batch
 from mentor.errors import MentorError
 from mentor.graph import SparseGraph
 from mentor.losses import bpr_loss, rows
-from mentor.models.base import DotProductRecommender, ModelContext, linear, xavier_uniform
+from mentor.models.base import (
+    FREE_ITEM_IDS,
+    DotProductRecommender,
+    ModelContext,
+    linear,
+    xavier_uniform,
+)
 from mentor.models.layergcn import TrainEdges
 
 
@@ -84,7 +90,7 @@ class FREEDOM(DotProductRecommender):
     """LightGCN with a frozen feature kNN item graph and degree-sensitive edge pruning."""
 
     name = "freedom"
-    cold_start_unavailable = "learns a free ID embedding for every item next to its features"
+    cold_start_unavailable = FREE_ITEM_IDS
 
     def __init__(
         self, config: FreedomConfig, ctx: ModelContext, generator: torch.Generator

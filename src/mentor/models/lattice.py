@@ -45,7 +45,7 @@ from mentor.data.sampler import Batch
 from mentor.errors import MentorError
 from mentor.graph import SparseGraph, knn_indices
 from mentor.losses import bpr_loss, rows
-from mentor.models.base import DotProductRecommender, ModelContext, xavier_uniform
+from mentor.models.base import FREE_ITEM_IDS, DotProductRecommender, ModelContext, xavier_uniform
 from mentor.models.blocks import layer_mean, linear, random_walk_graph
 
 
@@ -142,7 +142,7 @@ class LATTICE(DotProductRecommender):
     """LightGCN whose item side adds a propagation over a learned + original item-item graph."""
 
     name = "lattice"
-    cold_start_unavailable = "learns a free ID embedding for every item next to its features"
+    cold_start_unavailable = FREE_ITEM_IDS
 
     def __init__(
         self, config: LatticeConfig, ctx: ModelContext, generator: torch.Generator

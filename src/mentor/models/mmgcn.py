@@ -48,7 +48,13 @@ from mentor.data.sampler import Batch
 from mentor.errors import MentorError
 from mentor.graph import SparseGraph, mean_graphs
 from mentor.losses import rows
-from mentor.models.base import DotProductRecommender, ModelContext, linear, xavier_normal
+from mentor.models.base import (
+    FREE_ITEM_IDS,
+    DotProductRecommender,
+    ModelContext,
+    linear,
+    xavier_normal,
+)
 
 RAW_MODALITY = "text"
 
@@ -140,7 +146,7 @@ class MMGCN(DotProductRecommender):
     """One graph network per modality over the user-item graph, averaged."""
 
     name = "mmgcn"
-    cold_start_unavailable = "learns a free ID embedding for every item next to its features"
+    cold_start_unavailable = FREE_ITEM_IDS
 
     def __init__(self, config: MMGCNConfig, ctx: ModelContext, generator: torch.Generator) -> None:
         super().__init__(config, ctx, generator)

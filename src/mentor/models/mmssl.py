@@ -68,7 +68,7 @@ from mentor.data.sampler import Batch
 from mentor.errors import MentorError
 from mentor.graph import SparseGraph
 from mentor.losses import bpr_loss, rows
-from mentor.models.base import DotProductRecommender, ModelContext, xavier_uniform
+from mentor.models.base import FREE_ITEM_IDS, DotProductRecommender, ModelContext, xavier_uniform
 from mentor.models.blocks import dropout, linear
 
 GP_LAMBDA = 0.3  # the authors' fixed gradient-penalty factor (inside ``gradient_penalty``)
@@ -166,7 +166,7 @@ class MMSSL(DotProductRecommender):
     """Adversarially generated modality graphs + cross-modal contrast over an ID LightGCN."""
 
     name = "mmssl"
-    cold_start_unavailable = "learns a free ID embedding for every item next to its features"
+    cold_start_unavailable = FREE_ITEM_IDS
     uses_negatives = False  # it draws its own users, positives and negatives
 
     def __init__(self, config: MMSSLConfig, ctx: ModelContext, generator: torch.Generator) -> None:

@@ -42,7 +42,7 @@ from torch import nn
 from mentor.data.sampler import Batch
 from mentor.errors import MentorError
 from mentor.losses import info_nce, rows
-from mentor.models.base import ModelContext, Recommender, xavier_uniform
+from mentor.models.base import FREE_ITEM_IDS, ModelContext, Recommender, xavier_uniform
 from mentor.models.blocks import bipartite_layer_mean, linear, ordered_modalities
 
 
@@ -79,7 +79,7 @@ class SLMRec(Recommender):
     """Three-or-more LightGCN branches fused by linear layers, trained by in-batch contrast."""
 
     name = "slmrec"
-    cold_start_unavailable = "learns a free ID embedding for every item next to its features"
+    cold_start_unavailable = FREE_ITEM_IDS
     uses_negatives = False
 
     def __init__(self, config: SLMRecConfig, ctx: ModelContext, generator: torch.Generator) -> None:

@@ -28,7 +28,7 @@ from torch import nn
 from mentor.data.sampler import Batch
 from mentor.errors import MentorError
 from mentor.losses import emb_norm_loss, rows
-from mentor.models.base import ModelContext, Recommender, linear, xavier_uniform
+from mentor.models.base import FREE_ITEM_IDS, ModelContext, Recommender, linear, xavier_uniform
 
 
 @dataclass
@@ -54,7 +54,7 @@ class VBPR(Recommender):
     """Matrix factorisation whose items also carry a linear projection of their features."""
 
     name = "vbpr"
-    cold_start_unavailable = "learns a free ID embedding for every item next to its features"
+    cold_start_unavailable = FREE_ITEM_IDS
 
     def __init__(self, config: VBPRConfig, ctx: ModelContext, generator: torch.Generator) -> None:
         super().__init__(config, ctx, generator)
