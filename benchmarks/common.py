@@ -22,3 +22,13 @@ def mean_sd(values: list[float]) -> str:
     if len(values) < 2:
         return f"{values[0]:.4f}" if values else "-"
     return f"{statistics.mean(values):.4f} ({statistics.stdev(values):.4f})"
+
+
+#: MENTOR on ml-100k-mm as the quick start and the equivalence benchmark run it: both
+#: modalities, genre in the image role of the semantic graph (0.1) and text 0.9
+ML100K_MENTOR_SETS = [
+    'data.modalities=["genre", "text"]',
+    'model.semantic_graph_weights={"genre": 0.1, "text": 0.9}',
+]
+#: where those runs live (shared by mentor_tuned.py and poster_modality.py)
+ML100K_MENTOR_RUNS = ROOT / "runs" / "bench" / "ml100k-mentor-grid"

@@ -23,7 +23,7 @@ import json
 import subprocess
 import sys
 
-from common import RESULTS, ROOT, SHARED, machine
+from common import ML100K_MENTOR_RUNS, ML100K_MENTOR_SETS, RESULTS, ROOT, SHARED, machine
 
 VARIANTS = {
     "ml-100k-mm": ("mm", ["genre", "text"]),
@@ -50,14 +50,14 @@ def main() -> None:
     for variant in args.variants:
         source, modalities = VARIANTS[variant]
         weights = {m: round(1.0 / len(modalities), 6) for m in modalities}
-        if source == "mm":  # the official mix: genre in the image role
-            weights = {"genre": 0.1, "text": 0.9}
         settings = [f"data.modalities={json.dumps(modalities)}"]
         runs = {"mentor": [*settings, f"model.semantic_graph_weights={json.dumps(weights)}"]}
-        if variant == "ml-100k-mm":
-            runs["lightgcn"] = settings
+        if variant == "ml-100k-mm":  # shared with mentor_tuned.py: the same runs, reused
+            runs = {"mentor": ML100K_MENTOR_SETS, "lightgcn": settings}
         for model, sets in runs.items():
             out = work / f"{variant}-{model}"
+            if variant == "ml-100k-mm" and model == "mentor":
+                out = ML100K_MENTOR_RUNS
             cmd = [*mentor, "benchmark", "--data", str(folders[source]), "--grid", "none"]
             cmd += ["--models", model, "--seeds", str(args.seeds), "--out", str(out)]
             cmd += ["--workers", str(args.workers), "--threads", str(args.threads)]

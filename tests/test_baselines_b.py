@@ -246,6 +246,22 @@ def test_lattice_forward_matches_dense_reference(data: Path, tmp_path: Path) -> 
     assert torch.allclose(items.double(), ref_i, atol=1e-5)
 
 
+def test_lattice_batches_between_rebuilds_use_the_same_item_graph(data: Path, tmp_path: Path):
+    """The one-matrix item graph of later batches equals the rebuilt (learned + original) one."""
+    model, _ = make("lattice", data, tmp_path, knn_k=4, n_layers=2)
+    with torch.no_grad():
+        model.modal_weight.copy_(torch.tensor([0.3, -0.2]))
+        rebuilt = model.forward_tables(True)
+        later = model.forward_tables(False)
+        model.item_id_embedding.mul_(2.0)
+        rebuilt_2 = model.forward_tables(True)
+        model.forward_tables(True)
+        later_2 = model.forward_tables(False)
+    for a, b in zip((*rebuilt, *rebuilt_2), (*later, *later_2), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert not torch.allclose(rebuilt[1], rebuilt_2[1], atol=1e-3)
+
+
 def test_lattice_learned_graph_gets_gradient_on_first_batch_only(data: Path, tmp_path: Path):
     model, dataset = make("lattice", data, tmp_path, reg_weight=1e-3)
     batch = a_batch(dataset)

@@ -397,3 +397,28 @@ def test_cold_start_items_by_hand() -> None:
     expected = torch.tensor([[1.0 + 0.25 * 11.0, 1.0 + 0.25 * 1.0], [3.0, 3.0]])
     torch.testing.assert_close(out, expected)
     assert torch.equal(cold_start_items(rows, new_feat, catalogue, [], {"text": 0.5}, 2), rows)
+
+
+@pytest.mark.parametrize("kind", ["adam", "adamw"])
+def test_fused_optimizer_matches_the_default_update(kind: str) -> None:
+    """The loop's fused Adam/AdamW takes the same steps as PyTorch's default implementation."""
+    import torch
+
+    from mentor.config import TrainConfig
+    from mentor.training.loop import make_optimizer
+
+    train = TrainConfig(learning_rate=0.01, weight_decay=0.1, optimizer=kind)
+    start = torch.randn(50, 8, generator=torch.Generator().manual_seed(0))
+    fused_param = torch.nn.Parameter(start.clone())
+    plain_param = torch.nn.Parameter(start.clone())
+    fused = make_optimizer(train, [fused_param])
+    plain_kind = torch.optim.AdamW if kind == "adamw" else torch.optim.Adam
+    plain = plain_kind([plain_param], lr=0.01, weight_decay=0.1, foreach=False)
+    assert fused.defaults["fused"] is True
+    for step in range(5):
+        for param, optimizer in ((fused_param, fused), (plain_param, plain)):
+            optimizer.zero_grad()
+            (param.pow(2).sum() * (step + 1) + param[::3].sum()).backward()
+            optimizer.step()
+    assert not torch.equal(fused_param, start)
+    assert torch.allclose(fused_param, plain_param, atol=1e-6)

@@ -16,6 +16,20 @@ from mentor.errors import MentorError
 from mentor.graph import SparseGraph
 
 
+def adam(
+    params: list[nn.Parameter],
+    kind: type[torch.optim.Adam] | type[torch.optim.AdamW] = torch.optim.Adam,
+    **settings: Any,
+) -> torch.optim.Optimizer:
+    """``kind`` (Adam or AdamW) over ``params`` with ``settings``, fused where PyTorch has a fused
+    kernel for the parameters' device (CPU and CUDA).
+
+    The same update as the default implementation up to float rounding; on the CPU it is several
+    times faster for large tables (FREEDOM's trainable 4096-d image features: 5x per step)."""
+    fused = bool(params) and all(p.device.type in ("cpu", "cuda") for p in params)
+    return kind(params, fused=fused or None, **settings)
+
+
 @dataclass
 class ModelContext:
     """Everything a model may read: sizes, the train graph and item features, on one device.
@@ -135,7 +149,7 @@ class Recommender(nn.Module):
 
     def auxiliary_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
         """The second optimiser over ``params`` (default Adam, lr 1e-3)."""
-        return torch.optim.Adam(params, lr=1e-3)
+        return adam(params, lr=1e-3)
 
     def auxiliary_loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Loss terms (scalars) of the auxiliary optimiser for one batch.

@@ -148,9 +148,11 @@ class FREEDOM(DotProductRecommender):
             )
         }
         feature_bpr = u.new_zeros(())
+        # positives and negatives in one gather: a trained table's gradient is then one dense
+        # [I, F_m] buffer per batch, not two summed
+        both = torch.cat([batch.positives, batch.negatives])
         for m, table in self.features.items():
-            pos = self.trs[m](rows(table, batch.positives))
-            neg = self.trs[m](rows(table, batch.negatives))
+            pos, neg = self.trs[m](rows(table, both)).chunk(2)
             feature_bpr = feature_bpr + bpr_loss((u * pos).sum(1), (u * neg).sum(1))
         terms["features"] = self.config.reg_weight * feature_bpr
         return terms

@@ -156,10 +156,14 @@ class LATTICE(DotProductRecommender):
         self.user_embedding = xavier_uniform((ctx.n_users, d), generator)
         self.item_id_embedding = xavier_uniform((ctx.n_items, d), generator)
         # the M original graphs stacked as one [M * I, I] matrix: one product gives every O_m x
-        stacked = []
-        for k, m in enumerate(self.modalities):
-            edges = sym_normalise(weighted_knn(ctx.features[m], config.knn_k), ctx.n_items)
-            stacked.append(KnnEdges(edges.rows + k * ctx.n_items, edges.cols, edges.values))
+        self.original_edges = [
+            sym_normalise(weighted_knn(ctx.features[m], config.knn_k), ctx.n_items)
+            for m in self.modalities
+        ]
+        stacked = [
+            KnnEdges(edges.rows + k * ctx.n_items, edges.cols, edges.values)
+            for k, edges in enumerate(self.original_edges)
+        ]
         self.original = _concat(stacked).sparse(len(self.modalities) * ctx.n_items, ctx.n_items)
         self.trs = nn.ModuleDict(
             {
@@ -178,8 +182,7 @@ class LATTICE(DotProductRecommender):
             m_count = len(self.modalities)
             self.modal_weight = nn.Parameter(torch.full((m_count,), 1.0 / m_count))
         self._rebuild = True
-        self._learned: SparseGraph | None = None
-        self._weights: torch.Tensor | None = None
+        self._fixed: SparseGraph | None = None
 
     # ----------------------------------------------------------------------------------------
     def modality_weights(self) -> torch.Tensor:
@@ -197,30 +200,38 @@ class LATTICE(DotProductRecommender):
         return sym_normalise(_concat(parts), self.n_items)
 
     def item_graph_step(
-        self, x: torch.Tensor, learned: KnnEdges | SparseGraph, weights: torch.Tensor
+        self, x: torch.Tensor, learned: KnnEdges, weights: torch.Tensor
     ) -> torch.Tensor:
-        """``S x`` [I, d] with ``S = (1 - lambda) learned + lambda sum_m w_m O_m``."""
+        """``S x`` [I, d] with ``S = (1 - lambda) learned + lambda sum_m w_m O_m``,
+        differentiable in the learned edges and ``weights``."""
         lam = self.config.lambda_coeff
-        learned_x = learned.propagate(x) if isinstance(learned, KnnEdges) else learned @ x
+        learned_x = learned.propagate(x)
         per_modality = (self.original @ x).view(len(self.modalities), *x.shape)  # [M, I, d]
         original_x = (weights[:, None, None] * per_modality).sum(0)
         return (1.0 - lam) * learned_x + lam * original_x
 
+    def fixed_item_graph(self, learned: KnnEdges, weights: torch.Tensor) -> SparseGraph:
+        """The detached ``S`` [I, I] as one sparse matrix: ``(1 - lambda) learned + lambda
+        sum_m w_m O_m``, so a batch between two rebuilds propagates with one product per layer."""
+        lam = self.config.lambda_coeff
+        parts = [KnnEdges(learned.rows, learned.cols, (1.0 - lam) * learned.values.detach())]
+        for k, edges in enumerate(self.original_edges):
+            parts.append(KnnEdges(edges.rows, edges.cols, lam * weights[k].detach() * edges.values))
+        return _concat(parts).sparse(self.n_items, self.n_items)
+
     def forward_tables(self, rebuild: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """Users [U, d] and items [I, d]; ``rebuild`` recomputes the learned graph (with
-        gradient when grad is enabled) and keeps a detached copy for later calls."""
-        learned: KnnEdges | SparseGraph
-        if rebuild or self._learned is None or self._weights is None:
+        gradient when grad is enabled) and keeps the detached item graph for later calls."""
+        h = self.item_id_embedding
+        if rebuild or self._fixed is None:
             weights = self.modality_weights()
             edges = self.learned_graph(weights)
-            self._learned = edges.sparse(self.n_items, self.n_items)
-            self._weights = weights.detach()
-            learned = edges
+            self._fixed = self.fixed_item_graph(edges, weights)
+            for _ in range(self.config.n_layers):
+                h = self.item_graph_step(h, edges, weights)
         else:
-            learned, weights = self._learned, self._weights
-        h = self.item_id_embedding
-        for _ in range(self.config.n_layers):
-            h = self.item_graph_step(h, learned, weights)
+            for _ in range(self.config.n_layers):
+                h = self._fixed @ h
         if self.config.cf_model == "mf":
             users, items = self.user_embedding, self.item_id_embedding
         else:

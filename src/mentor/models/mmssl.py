@@ -68,7 +68,13 @@ from mentor.data.sampler import Batch
 from mentor.errors import MentorError
 from mentor.graph import SparseGraph
 from mentor.losses import bpr_loss, rows
-from mentor.models.base import FREE_ITEM_IDS, DotProductRecommender, ModelContext, xavier_uniform
+from mentor.models.base import (
+    FREE_ITEM_IDS,
+    DotProductRecommender,
+    ModelContext,
+    adam,
+    xavier_uniform,
+)
 from mentor.models.blocks import dropout, linear
 
 GP_LAMBDA = 0.3  # the authors' fixed gradient-penalty factor (inside ``gradient_penalty``)
@@ -325,7 +331,7 @@ class MMSSL(DotProductRecommender):
 
     def auxiliary_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
         """Adam, lr ``D_lr``, betas (0.5, 0.9), as the authors' ``optim_D``."""
-        return torch.optim.Adam(params, lr=self.config.D_lr, betas=(0.5, 0.9))
+        return adam(params, lr=self.config.D_lr, betas=(0.5, 0.9))
 
     def auxiliary_loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """WGAN-GP discriminator loss on this batch's users."""

@@ -34,7 +34,7 @@ from mentor.eval.evaluator import GroundTruth, evaluate_rankings, full_ranking, 
 from mentor.fsutil import RunLock
 from mentor.graph import SparseGraph, bipartite_graph, interaction_graph
 from mentor.hardware import peak_memory_mb
-from mentor.models.base import ModelContext, Recommender
+from mentor.models.base import ModelContext, Recommender, adam
 from mentor.paths import cache_dir
 from mentor.registry import get_model
 from mentor.semantic import SemanticGraphCache
@@ -308,7 +308,7 @@ def _evaluate_only(
 def make_optimizer(train: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
     """The main optimiser (``train.optimizer``) over ``params``."""
     kind = torch.optim.AdamW if train.optimizer == "adamw" else torch.optim.Adam
-    return kind(params, lr=train.learning_rate, weight_decay=train.weight_decay)
+    return adam(params, kind, lr=train.learning_rate, weight_decay=train.weight_decay)
 
 
 def scheduled_lr(train: TrainConfig, epoch: int) -> float:
