@@ -160,6 +160,24 @@ def test_vbpr_scores_loss_and_visual_bias(data: Path, tmp_path: Path) -> None:
     assert "visual_bias" not in dict(model.named_parameters())
 
 
+def test_vbpr_item_rows_equal_whether_gathered_or_projected_all(data: Path, tmp_path: Path):
+    """Few rows go through the product alone; as many rows as items project the whole table."""
+    model, dataset = make("vbpr", data, tmp_path)
+    feats = torch.cat([torch.from_numpy(dataset.features[m]) for m in ("image", "text")], dim=1)
+    w, b = model.item_linear.weight.detach(), model.item_linear.bias.detach()
+    table = torch.cat([model.i_embedding.detach(), feats @ w.T + b], dim=1)
+    gen = torch.Generator().manual_seed(0)
+    few = torch.randint(0, dataset.n_items, (3,), generator=gen)
+    many = torch.randint(0, dataset.n_items, (2 * dataset.n_items,), generator=gen)
+    for index in (few, many):
+        out = model.item_table(index)
+        assert out.shape == (len(index), table.shape[1])
+        assert torch.allclose(out, table[index], atol=1e-6)
+        out.sum().backward()
+        assert model.item_linear.weight.grad is not None
+        model.zero_grad()
+
+
 # ---------------------------------------------------------------------------------------------
 # MMGCN
 # ---------------------------------------------------------------------------------------------

@@ -70,9 +70,15 @@ class VBPR(Recommender):
         self._items: torch.Tensor | None = None
 
     def item_table(self, items: torch.Tensor | None = None) -> torch.Tensor:
-        """Item vectors ``[e_i; W f_i + b]`` of ``items`` int64 [B] (all when None): [B, 2d]."""
+        """Item vectors ``[e_i; W f_i + b]`` of ``items`` int64 [B] (all when None): [B, 2d].
+
+        When ``items`` has at least as many rows as the catalogue, every item is projected once
+        and the rows are gathered afterwards (fewer rows through the product, the same values).
+        """
         feats = self.features["all"]
         free = self.i_embedding
+        if items is not None and len(items) >= self.n_items:
+            return rows(self.item_table(), items)
         if items is not None:
             feats, free = rows(feats, items), rows(free, items)
         return torch.cat([free, self.item_linear(feats)], dim=1)
@@ -86,8 +92,7 @@ class VBPR(Recommender):
     def loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """MMRec's BPR + EmbLoss on the final user, positive and negative vectors."""
         u = rows(self.u_embedding, batch.users)
-        p = self.item_table(batch.positives)
-        n = self.item_table(batch.negatives)
+        p, n = self.item_table(torch.cat([batch.positives, batch.negatives])).chunk(2)
         pos = (u * p).sum(1) + self.bias(batch.positives)
         neg = (u * n).sum(1) + self.bias(batch.negatives)
         return {

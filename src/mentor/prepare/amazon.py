@@ -38,7 +38,10 @@ from mentor.prepare.steps import (
     LineProblems,
     base_meta,
     build_interactions,
+    encode_image_feature,
+    encode_text_feature,
     fill_missing,
+    image_folder_paths,
     is_gzip,
     read_lines,
     save_feature,
@@ -386,15 +389,6 @@ def prepare_amazon(
     Returns:
         The content of ``meta.json``.
     """
-    from mentor.features.extract import (
-        image_encoder_from,
-        text_encoder_from,
-        text_features,
-    )
-    from mentor.features.extract import (
-        image_features as encode_images,
-    )
-
     out = Path(out)
     if (ratings is None) == (reviews is None):
         raise MentorError("give exactly one of --ratings FILE (2014 CSV) or --reviews FILE")
@@ -424,29 +418,18 @@ def prepare_amazon(
     work = Path(work_dir) if work_dir is not None else out.parent / f".{out.name}.work"
     with staged_output(out) as tmp:
         write_interactions(tmp, name or out.name, inter, user_ids, item_ids, "user_id", "asin")
-        encoder = text_encoder_from(text_model, progress)
-        text_feat, text_info = text_features(texts, encoder, work / "text", progress)
-        text_info["input"] = SENTENCE_RECIPE
+        text_info = encode_text_feature(
+            tmp, result, texts, text_model, work, progress, SENTENCE_RECIPE
+        )
         text_info["no_metadata_record"] = text_info.pop("missing")
-        save_feature(tmp, "text", text_feat)
-        result["text_feat.npy"] = text_info
         if image_features is not None:
             image_feat, image_info = read_image_records(Path(image_features), item_ids, warn)
             save_feature(tmp, "image", image_feat)
             result["image_feat.npy"] = image_info
         elif images is not None:
-            from mentor.features.image import scan_image_folder
-
-            paths, notes = scan_image_folder(Path(images), [str(a) for a in item_ids])
-            for note in notes:
-                warn(note)
-            image_encoder = image_encoder_from(image_model, warn)
-            image_feat, image_info = encode_images(
-                paths, image_encoder, work / "image", progress, warn=warn
-            )
-            image_info["input"] = f"{Path(images).resolve()}/<asin>.<ext>"
-            save_feature(tmp, "image", image_feat)
-            result["image_feat.npy"] = image_info
+            paths = image_folder_paths(Path(images), [str(a) for a in item_ids], warn)
+            source = f"{Path(images).resolve()}/<asin>.<ext>"
+            encode_image_feature(tmp, result, paths, image_model, work, progress, warn, source)
         result["counts"] = split_counts(inter, len(user_ids), len(item_ids))
         write_meta(tmp, result)
     shutil.rmtree(work, ignore_errors=True)

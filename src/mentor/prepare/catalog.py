@@ -20,8 +20,10 @@ from mentor.errors import MentorError
 from mentor.prepare.steps import (
     base_meta,
     build_interactions,
+    encode_image_feature,
+    encode_text_feature,
+    image_folder_paths,
     is_gzip,
-    save_feature,
     split_counts,
     staged_output,
     write_interactions,
@@ -160,16 +162,6 @@ def prepare_csv(
     Returns:
         The content of ``meta.json``.
     """
-    from mentor.features.extract import (
-        image_encoder_from,
-        text_encoder_from,
-        text_features,
-    )
-    from mentor.features.extract import (
-        image_features as encode_images,
-    )
-    from mentor.features.image import scan_image_folder
-
     out = Path(out)
     if image_col is not None and images is not None:
         raise MentorError("give --image-col or --images, not both")
@@ -215,26 +207,17 @@ def prepare_csv(
             ]
             if any(t is None for t in texts):
                 warn(f"{sum(t is None for t in texts):,} item(s) have no text; zeros used")
-            encoder = text_encoder_from(text_model, progress)
-            feat, info = text_features(texts, encoder, work / "text", progress)
-            info["input"] = TEXT_RECIPE.format(cols=", ".join(text_cols))
-            save_feature(tmp, "text", feat)
-            result["text_feat.npy"] = info
+            recipe = TEXT_RECIPE.format(cols=", ".join(text_cols))
+            encode_text_feature(tmp, result, texts, text_model, work, progress, recipe)
         if image_col is not None or images is not None:
             if images is not None:
-                paths, notes = scan_image_folder(Path(images), ids)
-                for note in notes:
-                    warn(note)
+                paths = image_folder_paths(Path(images), ids, warn)
                 source = f"{Path(images).resolve()}/<item id>.<ext>"
             else:
                 base = Path(items).resolve().parent
                 paths = image_paths_from_column(catalogue, ids, str(image_col), base)
                 source = f"column {image_col!r} of the items file (relative to {base})"
-            image_encoder = image_encoder_from(image_model, warn)
-            feat, info = encode_images(paths, image_encoder, work / "image", progress, warn=warn)
-            info["input"] = source
-            save_feature(tmp, "image", feat)
-            result["image_feat.npy"] = info
+            encode_image_feature(tmp, result, paths, image_model, work, progress, warn, source)
         result["counts"] = split_counts(inter, len(user_ids), len(item_ids))
         write_meta(tmp, result)
     shutil.rmtree(work, ignore_errors=True)

@@ -41,10 +41,12 @@ import pandas as pd
 from mentor.paths import cache_dir
 from mentor.prepare.steps import (
     base_meta,
+    encode_image_feature,
+    encode_text_feature,
     files_digest,
     fresh_dir,
+    image_folder_paths,
     mmrec_order,
-    save_feature,
     split_mmrec,
     staged_output,
 )
@@ -653,13 +655,6 @@ def prepare_movielens_content(
     Returns:
         The content of ``meta.json``.
     """
-    from mentor.features.extract import (
-        image_encoder_from,
-        image_features,
-        text_encoder_from,
-        text_features,
-    )
-    from mentor.features.image import scan_image_folder
     from mentor.prepare.catalog import dedupe_catalogue, read_table
 
     warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
@@ -697,22 +692,16 @@ def prepare_movielens_content(
         texts, text_counts = content_texts(item_rows, catalogue)
         if text_counts["without_overview"]:
             warn(f"{text_counts['without_overview']:,} movie(s) have no overview; title only")
-        text_encoder = text_encoder_from(text_model, progress)
-        feat, info = text_features(texts, text_encoder, work / "text", progress)
-        save_feature(tmp, "text", feat)
-        meta["text_feat.npy"] = {**info, "input": CONTENT_TEXT, **text_counts}
+        text_info = encode_text_feature(tmp, meta, texts, text_model, work, progress, CONTENT_TEXT)
+        text_info.update(text_counts)
 
         ids = [str(i) for i in item_rows.index]
-        paths, notes = scan_image_folder(content / CONTENT_POSTERS, ids)
-        for note in notes:
-            warn(note)
+        paths = image_folder_paths(content / CONTENT_POSTERS, ids, warn)
         missing = sum(p is None for p in paths)
         if missing:
             warn(f"{missing:,} movie(s) have no poster; the mean poster vector is used")
-        encoder = image_encoder_from(image_model, warn)
-        feat, info = image_features(paths, encoder, work / "image", progress, warn=warn)
-        save_feature(tmp, "image", feat)
-        meta["image_feat.npy"] = {**info, "input": f"{content.resolve()}/posters/<movie_id>.jpg"}
+        source = f"{content.resolve()}/posters/<movie_id>.jpg"
+        encode_image_feature(tmp, meta, paths, image_model, work, progress, warn, source)
         found = [p for p in paths if p is not None]
         meta["inputs"]["posters"] = {
             "path": str((content / CONTENT_POSTERS).resolve()),

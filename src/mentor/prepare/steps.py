@@ -14,7 +14,7 @@ import os
 import shutil
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -344,6 +344,65 @@ def fill_missing(feat: np.ndarray, found: np.ndarray, how: str) -> np.ndarray:
 def save_feature(folder: Path, modality: str, feat: np.ndarray) -> None:
     """Save ``<modality>_feat.npy`` as float32 [n_items, dim] (no pickle)."""
     np.save(Path(folder) / f"{modality}_feat.npy", np.ascontiguousarray(feat, dtype=np.float32))
+
+
+def encode_text_feature(
+    folder: Path,
+    meta: dict[str, Any],
+    texts: Sequence[str | None],
+    model: Any,
+    work: Path,
+    progress: bool,
+    source: str,
+) -> dict[str, Any]:
+    """Encode ``texts`` (one per item, ``None`` for none) with the text encoder ``model`` (a name,
+    a folder, an encoder object or ``None`` for MiniLM), save ``text_feat.npy`` [n_items, dim] in
+    ``folder`` and record its provenance (``source``: what the texts are) in ``meta``.
+
+    Returns the provenance entry (stored in ``meta``, so callers may add to it)."""
+    from mentor.features.extract import text_encoder_from, text_features
+
+    feat, info = text_features(texts, text_encoder_from(model, progress), work / "text", progress)
+    save_feature(folder, "text", feat)
+    meta["text_feat.npy"] = {**info, "input": source}
+    return meta["text_feat.npy"]
+
+
+def encode_image_feature(
+    folder: Path,
+    meta: dict[str, Any],
+    paths: Sequence[Path | None],
+    model: Any,
+    work: Path,
+    progress: bool,
+    warn: Callable[[str], None],
+    source: str,
+) -> dict[str, Any]:
+    """Encode the images at ``paths`` (one per item, ``None`` for none) with the image encoder
+    ``model`` (a file, an encoder object, or ``None`` for the announced weight-free descriptor),
+    save ``image_feat.npy`` [n_items, dim] and record its provenance in ``meta``.
+
+    Returns the provenance entry (stored in ``meta``)."""
+    from mentor.features.extract import image_encoder_from, image_features
+
+    encoder = image_encoder_from(model, warn)
+    feat, info = image_features(paths, encoder, work / "image", progress, warn=warn)
+    save_feature(folder, "image", feat)
+    meta["image_feat.npy"] = {**info, "input": source}
+    return meta["image_feat.npy"]
+
+
+def image_folder_paths(
+    folder: Path, ids: Sequence[str], warn: Callable[[str], None]
+) -> list[Path | None]:
+    """The ``<id>.<ext>`` image of every id in ``folder`` (``None`` where there is none); what
+    the scan notices (other files, several images for one id) goes to ``warn``."""
+    from mentor.features.image import scan_image_folder
+
+    paths, notes = scan_image_folder(Path(folder), list(ids))
+    for note in notes:
+        warn(note)
+    return paths
 
 
 # --------------------------------------------------------------------------------------------
