@@ -32,3 +32,6 @@ ML100K_MENTOR_SETS = [
 ]
 #: where those runs live (shared by mentor_tuned.py and poster_modality.py)
 ML100K_MENTOR_RUNS = ROOT / "runs" / "bench" / "ml100k-mentor-grid"
+#: LightGCN as chosen on valid on ml-100k-mm (README), the id-only reference, and its runs
+ML100K_LIGHTGCN_SETS = ["model.n_layers=3", "model.reg_weight=1e-4"]
+ML100K_LIGHTGCN_RUNS = ROOT / "runs" / "bench" / "ml100k-lightgcn-chosen"

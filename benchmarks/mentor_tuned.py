@@ -26,7 +26,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import ML100K_MENTOR_RUNS, ML100K_MENTOR_SETS, RESULTS, ROOT, SHARED, machine
+from common import (
+    ML100K_LIGHTGCN_RUNS,
+    ML100K_LIGHTGCN_SETS,
+    ML100K_MENTOR_RUNS,
+    ML100K_MENTOR_SETS,
+    RESULTS,
+    SHARED,
+    machine,
+)
 
 
 def benchmark(out: Path, model: str, grid: str, sets: list[str], args: argparse.Namespace) -> dict:
@@ -87,11 +95,7 @@ def main() -> None:
             defaults_out, "mentor", "none", ML100K_MENTOR_SETS, args
         ),
         "lightgcn (n_layers 3, reg 1e-4)": benchmark(
-            ROOT / "runs" / "bench" / "ml100k-lightgcn-chosen",
-            "lightgcn",
-            "none",
-            ["model.n_layers=3", "model.reg_weight=1e-4"],
-            args,
+            ML100K_LIGHTGCN_RUNS, "lightgcn", "none", ML100K_LIGHTGCN_SETS, args
         ),
     }
     payload = {

@@ -4,12 +4,14 @@ Prepares ``../shared/data/ml-100k-posters`` with ``mentor data prepare movielens
 from title + plot overview, image features from the posters, MovieLens genres), then runs
 ``mentor benchmark --grid none`` (the official MENTOR settings, 3 seeds) on:
 
-- ``ml-100k-mm``: genre + title text (the equivalence benchmark's data);
+- ``ml-100k-mm``: genre + title text (the equivalence benchmark's data, genre in the image role
+  of the semantic graph as there; these runs are shared with ``mentor_tuned.py``);
 - ``posters-text``: genre + title/overview text;
 - ``posters-image``: genre + title/overview text + poster image features.
 
 LightGCN ignores features, so it is the same on every variant (the interactions and split are
-identical byte for byte) and is run once as the id-only reference.
+identical byte for byte) and is run once as the id-only reference, with the settings chosen on
+valid (n_layers 3, reg 1e-4; runs shared with ``mentor_tuned.py``).
 Writes ``benchmarks/results/poster_modality.{json,md}``; runs live in ``runs/posters`` (resumable).
 
 Usage: python benchmarks/poster_modality.py [--seeds 3] [--workers 1] [--threads 2]
@@ -23,7 +25,16 @@ import json
 import subprocess
 import sys
 
-from common import ML100K_MENTOR_RUNS, ML100K_MENTOR_SETS, RESULTS, ROOT, SHARED, machine
+from common import (
+    ML100K_LIGHTGCN_RUNS,
+    ML100K_LIGHTGCN_SETS,
+    ML100K_MENTOR_RUNS,
+    ML100K_MENTOR_SETS,
+    RESULTS,
+    ROOT,
+    SHARED,
+    machine,
+)
 
 VARIANTS = {
     "ml-100k-mm": ("mm", ["genre", "text"]),
@@ -53,11 +64,11 @@ def main() -> None:
         settings = [f"data.modalities={json.dumps(modalities)}"]
         runs = {"mentor": [*settings, f"model.semantic_graph_weights={json.dumps(weights)}"]}
         if variant == "ml-100k-mm":  # shared with mentor_tuned.py: the same runs, reused
-            runs = {"mentor": ML100K_MENTOR_SETS, "lightgcn": settings}
+            runs = {"mentor": ML100K_MENTOR_SETS, "lightgcn": ML100K_LIGHTGCN_SETS}
         for model, sets in runs.items():
             out = work / f"{variant}-{model}"
-            if variant == "ml-100k-mm" and model == "mentor":
-                out = ML100K_MENTOR_RUNS
+            if variant == "ml-100k-mm":
+                out = ML100K_MENTOR_RUNS if model == "mentor" else ML100K_LIGHTGCN_RUNS
             cmd = [*mentor, "benchmark", "--data", str(folders[source]), "--grid", "none"]
             cmd += ["--models", model, "--seeds", str(args.seeds), "--out", str(out)]
             cmd += ["--workers", str(args.workers), "--threads", str(args.threads)]
