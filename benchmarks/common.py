@@ -30,8 +30,10 @@ ML100K_MENTOR_SETS = [
     'data.modalities=["genre", "text"]',
     'model.semantic_graph_weights={"genre": 0.1, "text": 0.9}',
 ]
-#: where those runs live (shared by mentor_tuned.py and poster_modality.py)
+#: where those runs live: the official grid (mentor_tuned.py) and the official defaults with 3
+#: seeds (mentor_tuned.py and poster_modality.py share them)
 ML100K_MENTOR_RUNS = ROOT / "runs" / "bench" / "ml100k-mentor-grid"
+ML100K_MENTOR_DEFAULTS_RUNS = ROOT / "runs" / "bench" / "ml100k-mentor-defaults"
 #: LightGCN as chosen on valid on ml-100k-mm (README), the id-only reference, and its runs
 ML100K_LIGHTGCN_SETS = ["model.n_layers=3", "model.reg_weight=1e-4"]
 ML100K_LIGHTGCN_RUNS = ROOT / "runs" / "bench" / "ml100k-lightgcn-chosen"

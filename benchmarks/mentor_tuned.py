@@ -8,9 +8,9 @@ start's settings (genre in the image role of the semantic graph, 0.1, text 0.9):
   ``valid_metric``), then the chosen combination trained with 3 seeds;
 - ``--grid none``: the official defaults with 3 seeds.
 
-Both share one run folder (``ML100K_MENTOR_RUNS``, also used by ``poster_modality.py``): runs are
-reused by identity, so the defaults' seed-999 run is the grid's ``mask_weight_g=1e-4, temp=0.2``
-run, and the defaults' other seeds are the chosen configuration's when the grid picks the defaults.
+The defaults' runs live in their own folder, shared with ``poster_modality.py``; their seed-999
+run is the grid's ``mask_weight_g=1e-3, temp=0.2`` run (the same identity; copy that run folder
+into it to reuse it rather than train it twice).
 
 LightGCN (n_layers 3, reg 1e-4, chosen on valid earlier) is the id-only reference.
 Writes ``benchmarks/results/mentor_tuned.{json,md}``; runs live in ``runs/`` (resumable).
@@ -29,6 +29,7 @@ from pathlib import Path
 from common import (
     ML100K_LIGHTGCN_RUNS,
     ML100K_LIGHTGCN_SETS,
+    ML100K_MENTOR_DEFAULTS_RUNS,
     ML100K_MENTOR_RUNS,
     ML100K_MENTOR_SETS,
     RESULTS,
@@ -86,7 +87,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    tuned_out = defaults_out = ML100K_MENTOR_RUNS
+    tuned_out, defaults_out = ML100K_MENTOR_RUNS, ML100K_MENTOR_DEFAULTS_RUNS
     rows = {
         "mentor (official grid, chosen on valid)": benchmark(
             tuned_out, "mentor", "default", ML100K_MENTOR_SETS, args

@@ -28,7 +28,7 @@ import sys
 from common import (
     ML100K_LIGHTGCN_RUNS,
     ML100K_LIGHTGCN_SETS,
-    ML100K_MENTOR_RUNS,
+    ML100K_MENTOR_DEFAULTS_RUNS,
     ML100K_MENTOR_SETS,
     RESULTS,
     ROOT,
@@ -68,7 +68,7 @@ def main() -> None:
         for model, sets in runs.items():
             out = work / f"{variant}-{model}"
             if variant == "ml-100k-mm":
-                out = ML100K_MENTOR_RUNS if model == "mentor" else ML100K_LIGHTGCN_RUNS
+                out = ML100K_MENTOR_DEFAULTS_RUNS if model == "mentor" else ML100K_LIGHTGCN_RUNS
             cmd = [*mentor, "benchmark", "--data", str(folders[source]), "--grid", "none"]
             cmd += ["--models", model, "--seeds", str(args.seeds), "--out", str(out)]
             cmd += ["--workers", str(args.workers), "--threads", str(args.threads)]
