@@ -16,6 +16,7 @@ LightGCN (n_layers 3, reg 1e-4, chosen on valid earlier) is the id-only referenc
 Writes ``benchmarks/results/mentor_tuned.{json,md}``; runs live in ``runs/`` (resumable).
 
 Usage: python benchmarks/mentor_tuned.py [--seeds 3] [--workers 1] [--threads 1]
+                                         [--parts grid defaults lightgcn]
 """
 
 from __future__ import annotations
@@ -80,30 +81,39 @@ def grid_table(out: Path, model: str) -> list[dict]:
     return rows
 
 
+#: the rows this script can run, by ``--parts`` name
+PARTS = {
+    "grid": "mentor (official grid, chosen on valid)",
+    "defaults": "mentor (official defaults)",
+    "lightgcn": "lightgcn (n_layers 3, reg 1e-4)",
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=SHARED / "data" / "ml-100k-mm")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=list(PARTS),
+        default=list(PARTS),
+        help="which rows to run (and report); each resumes and reuses finished runs",
+    )
     args = parser.parse_args()
-    tuned_out, defaults_out = ML100K_MENTOR_RUNS, ML100K_MENTOR_DEFAULTS_RUNS
-    rows = {
-        "mentor (official grid, chosen on valid)": benchmark(
-            tuned_out, "mentor", "default", ML100K_MENTOR_SETS, args
-        ),
-        "mentor (official defaults)": benchmark(
-            defaults_out, "mentor", "none", ML100K_MENTOR_SETS, args
-        ),
-        "lightgcn (n_layers 3, reg 1e-4)": benchmark(
-            ML100K_LIGHTGCN_RUNS, "lightgcn", "none", ML100K_LIGHTGCN_SETS, args
-        ),
+    settings = {
+        "grid": (ML100K_MENTOR_RUNS, "mentor", "default", ML100K_MENTOR_SETS),
+        "defaults": (ML100K_MENTOR_DEFAULTS_RUNS, "mentor", "none", ML100K_MENTOR_SETS),
+        "lightgcn": (ML100K_LIGHTGCN_RUNS, "lightgcn", "none", ML100K_LIGHTGCN_SETS),
     }
+    rows = {PARTS[part]: benchmark(*settings[part], args) for part in args.parts}
     payload = {
         "machine": machine(),
         "seeds": args.seeds,
         "rows": rows,
-        "grid": grid_table(tuned_out, "mentor"),
+        "grid": grid_table(ML100K_MENTOR_RUNS, "mentor") if "grid" in args.parts else [],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "mentor_tuned.json").write_text(json.dumps(payload, indent=2) + "\n")
