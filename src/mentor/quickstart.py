@@ -17,15 +17,22 @@ from mentor.table import format_table
 from mentor.training.loop import fit
 from mentor.training.runinfo import read_run_info
 
-#: per-model settings of the quick start, chosen on valid where a search has been run on
-#: ml-100k-mm (LightGCN: n_layers 3 at reg 1e-4, README "MovieLens-100K with real features");
-#: MENTOR: the official hyper-parameters, with genre features in the image role of the semantic
-#: graph, as in the equivalence benchmark (its official grid has not been searched to the end yet)
+#: per-model settings of the quick start, chosen on valid on ml-100k-mm (README, "Results"):
+#: LightGCN n_layers 3 at reg 1e-4; MENTOR from its official grid (mask_weight_g {1e-4, 1e-3} x
+#: temp {0.2, 0.4, 0.6}, ``benchmarks/mentor_tuned.py``): temp 0.4 at the official
+#: mask_weight_g 1e-3, with genre features in the image role of the semantic graph as in the
+#: equivalence benchmark
 SETTINGS = {
     "pop": {},
     "lightgcn": {"model": {"n_layers": 3, "reg_weight": 1e-4}},
     "bpr": {"model": {"reg_weight": 1e-4}},
-    "mentor": {"model": {"semantic_graph_weights": {"genre": 0.1, "text": 0.9}}},
+    "mentor": {
+        "model": {
+            "semantic_graph_weights": {"genre": 0.1, "text": 0.9},
+            "mask_weight_g": 1e-3,
+            "temp": 0.4,
+        }
+    },
 }
 
 
