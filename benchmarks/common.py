@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,3 +40,24 @@ ML100K_MENTOR_DEFAULTS_RUNS = ROOT / "runs" / "bench" / "ml100k-mentor-defaults"
 #: LightGCN as chosen on valid on ml-100k-mm (README), the id-only reference, and its runs
 ML100K_LIGHTGCN_SETS = ["model.n_layers=3", "model.reg_weight=1e-4"]
 ML100K_LIGHTGCN_RUNS = ROOT / "runs" / "bench" / "ml100k-lightgcn-chosen"
+
+
+def mentor_benchmark(
+    data: Path,
+    out: Path,
+    model: str,
+    grid: str,
+    sets: list[str],
+    seeds: int,
+    workers: int,
+    threads: int,
+) -> dict:
+    """Run (or reuse) one ``mentor benchmark`` of ``model`` on ``data`` into ``out`` with the
+    ``--set`` assignments ``sets``; return its only row of ``results.json``."""
+    cmd = [sys.executable, "-m", "mentor.cli", "benchmark", "--data", str(data)]
+    cmd += ["--models", model, "--grid", grid, "--seeds", str(seeds), "--out", str(out)]
+    cmd += ["--workers", str(workers), "--threads", str(threads)]
+    for assignment in sets:
+        cmd += ["--set", assignment]
+    subprocess.run(cmd, check=True)
+    return json.loads((out / "results.json").read_text())["rows"][0]

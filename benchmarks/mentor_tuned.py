@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from common import (
@@ -36,18 +34,8 @@ from common import (
     RESULTS,
     SHARED,
     machine,
+    mentor_benchmark,
 )
-
-
-def benchmark(out: Path, model: str, grid: str, sets: list[str], args: argparse.Namespace) -> dict:
-    """Run (or reuse) one ``mentor benchmark`` and return its only row."""
-    cmd = [sys.executable, "-m", "mentor.cli", "benchmark", "--data", str(args.data)]
-    cmd += ["--models", model, "--grid", grid, "--seeds", str(args.seeds), "--out", str(out)]
-    cmd += ["--workers", str(args.workers), "--threads", str(args.threads)]
-    for assignment in sets:
-        cmd += ["--set", assignment]
-    subprocess.run(cmd, check=True)
-    return json.loads((out / "results.json").read_text())["rows"][0]
 
 
 def grid_table(out: Path, model: str) -> list[dict]:
@@ -108,7 +96,12 @@ def main() -> None:
         "defaults": (ML100K_MENTOR_DEFAULTS_RUNS, "mentor", "none", ML100K_MENTOR_SETS),
         "lightgcn": (ML100K_LIGHTGCN_RUNS, "lightgcn", "none", ML100K_LIGHTGCN_SETS),
     }
-    rows = {PARTS[part]: benchmark(*settings[part], args) for part in args.parts}
+    rows = {
+        PARTS[part]: mentor_benchmark(
+            args.data, *settings[part], args.seeds, args.workers, args.threads
+        )
+        for part in args.parts
+    }
     payload = {
         "machine": machine(),
         "seeds": args.seeds,

@@ -34,6 +34,7 @@ from common import (
     ROOT,
     SHARED,
     machine,
+    mentor_benchmark,
 )
 
 VARIANTS = {
@@ -69,15 +70,10 @@ def main() -> None:
             out = work / f"{variant}-{model}"
             if variant == "ml-100k-mm":
                 out = ML100K_MENTOR_DEFAULTS_RUNS if model == "mentor" else ML100K_LIGHTGCN_RUNS
-            cmd = [*mentor, "benchmark", "--data", str(folders[source]), "--grid", "none"]
-            cmd += ["--models", model, "--seeds", str(args.seeds), "--out", str(out)]
-            cmd += ["--workers", str(args.workers), "--threads", str(args.threads)]
-            for assignment in sets:
-                cmd += ["--set", assignment]
-            subprocess.run(cmd, check=True)
-            result = json.loads((out / "results.json").read_text())
-            for row in result["rows"]:
-                rows.append({"variant": variant, "modalities": modalities, **row})
+            row = mentor_benchmark(
+                folders[source], out, model, "none", sets, args.seeds, args.workers, args.threads
+            )
+            rows.append({"variant": variant, "modalities": modalities, **row})
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {"machine": machine(), "seeds": args.seeds, "rows": rows}
     (RESULTS / "poster_modality.json").write_text(json.dumps(payload, indent=2) + "\n")
