@@ -52,6 +52,29 @@ def test_benchmark_end_to_end_and_resume(tmp_path: Path, capsys: pytest.CaptureF
     assert {p: p.stat().st_mtime for p in (out / "runs").rglob("metrics.json")} == stamps
 
 
+def test_benchmark_keeps_rows_of_earlier_calls_and_samples_large_grids(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    pytest.importorskip("optuna")
+    data = make_dataset(tmp_path, n_items=60)
+    out = tmp_path / "bench"
+    common = ["--data", str(data), "--seeds", "1", "--out", str(out), "--epochs", "1"]
+    assert main(["benchmark", "--models", "pop", *common]) == 0
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"bpr": {"model.reg_weight": [1e-5, 1e-3, 1e-1, 1.0]}}))
+    assert (
+        main(["benchmark", "--models", "bpr", "--grid", str(grid), "--trials", "2", *common]) == 0
+    )
+    rows = {row["model"]: row for row in json.loads((out / "results.json").read_text())["rows"]}
+    assert list(rows) == ["pop", "bpr"]  # the first call's row is kept
+    assert rows["bpr"]["grid_runs"] == 2 and rows["bpr"]["grid_size"] == 4
+    assert "(2 of 4)" in (out / "results.md").read_text()
+    other = make_dataset(tmp_path / "other", n_items=50)
+    capsys.readouterr()
+    assert main(["benchmark", "--models", "pop", "--data", str(other), "--out", str(out)]) != 0
+    assert "use another --out" in capsys.readouterr().err
+
+
 def test_parse_models_and_grids(tmp_path: Path) -> None:
     assert parse_models("all") == model_names()
     assert parse_models("BPR, lightgcn,bpr") == ["bpr", "lightgcn"]

@@ -65,3 +65,27 @@ def test_search_cli_rejects_bad_keys_before_training(
     assert main(argv) == 2
     assert "did you mean 'reg_weight'" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_sampled_search_trains_the_budget_and_resumes(tmp_path: Path) -> None:
+    pytest.importorskip("optuna")
+    data = make_dataset(tmp_path, n_items=60)
+    base = {"data": {"path": str(data)}, "train": {"epochs": 1}}
+    grid = {"model.reg_weight": [1e-5, 1e-3, 1e-1, 1.0, 2.0], "model.embedding_size": [8, 16]}
+    out = tmp_path / "sampled"
+    summary = grid_search("bpr", base, grid, out, workers=2, log=lambda _: None, trials=3)
+    assert summary["grid_size"] == 10
+    params = [json.dumps(r["params"], sort_keys=True) for r in summary["runs"]]
+    assert len(params) == 3 and len(set(params)) == 3
+    assert len([p for p in out.iterdir() if p.is_dir()]) == 3  # nothing else trained
+    best = max(summary["runs"], key=lambda r: r["valid"]["recall@20"])
+    assert summary["best"]["run"] == best["run"]
+    # the same call proposes the same combinations again and retrains nothing
+    again = grid_search("bpr", base, grid, out, workers=2, log=lambda _: None, trials=3)
+    assert [r["run"] for r in again["runs"]] == [r["run"] for r in summary["runs"]]
+    # a budget at least the grid's size trains the whole grid
+    small = {"model.reg_weight": [1e-3, 1.0]}
+    whole = grid_search("bpr", base, small, tmp_path / "whole", log=lambda _: None, trials=5)
+    assert len(whole["runs"]) == 2 and whole["grid_size"] == 2
+    with pytest.raises(MentorError, match="--trials"):
+        grid_search("bpr", base, small, tmp_path / "bad", log=lambda _: None, trials=-1)

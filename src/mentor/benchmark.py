@@ -92,6 +92,7 @@ def summarise(model: str, search: dict[str, Any], seeded: list[dict[str, Any]]) 
         "model": model,
         "chosen": search["best"]["params"],
         "grid_runs": len(search["runs"]),
+        "grid_size": search.get("grid_size", len(search["runs"])),
         "seeds": [r["seed"] for r in seeded],
         "valid_metric": search["valid_metric"],
     }
@@ -132,10 +133,16 @@ def markdown(rows: list[dict[str, Any]], header: str) -> str:
         lines.append(
             f"| {row['model']} | {_cell(row, 'recall@10')} | {_cell(row, 'recall@20')} | "
             f"{_cell(row, 'ndcg@10')} | {_cell(row, 'ndcg@20')} | {_chosen(row)} "
-            f"({row['grid_runs']}) | {row['best_epoch']:.0f} | {row['seconds_per_epoch']:.2f} | "
+            f"({_searched(row)}) | {row['best_epoch']:.0f} | {row['seconds_per_epoch']:.2f} | "
             f"{peak} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _searched(row: dict[str, Any]) -> str:
+    """``12`` for a whole grid, ``16 of 320`` for a sampled one."""
+    size = row.get("grid_size", row["grid_runs"])
+    return str(row["grid_runs"]) if size == row["grid_runs"] else f"{row['grid_runs']} of {size}"
 
 
 def to_csv(rows: list[dict[str, Any]]) -> str:
@@ -143,7 +150,15 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     fields = ["model"]
     for metric in METRICS:
         fields += [f"test_{metric}", f"test_{metric}_sd"]
-    fields += ["chosen", "grid_runs", "seeds", "best_epoch", "seconds_per_epoch", "peak_rss_mb"]
+    fields += [
+        "chosen",
+        "grid_runs",
+        "grid_size",
+        "seeds",
+        "best_epoch",
+        "seconds_per_epoch",
+        "peak_rss_mb",
+    ]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -191,6 +206,7 @@ def run_benchmark(
     threads: int = 0,
     base: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
+    trials: int = 0,
 ) -> list[dict[str, Any]]:
     """Search each model on valid, train the winner with ``seeds`` seeds, write the results.
 
@@ -202,6 +218,8 @@ def run_benchmark(
         grid: ``default``, ``none`` or a file (see :func:`grids_for`).
         workers: runs in parallel; ``threads`` torch threads per run (0 = default).
         base: shared settings (sections data/model/train/eval), e.g. ``{"train": {"epochs": 5}}``.
+        trials: a grid larger than this is searched with this many TPE-proposed combinations
+            (see :func:`mentor.search.grid_search`); 0 searches every grid whole.
     Returns:
         One row per model (as in ``results.json``).
     """
@@ -210,6 +228,7 @@ def run_benchmark(
     if out.exists() and not out.is_dir():
         raise MentorError(f"{out}: exists and is not a folder; give a benchmark folder with --out")
     grids = grids_for(models, grid)
+    earlier = _earlier_rows(out, data, models)
     seed_list = [DEFAULT_SEED, *[s for s in range(1, seeds + 5) if s != DEFAULT_SEED]][:seeds]
     rows = []
     with RunLock(out):
@@ -218,7 +237,9 @@ def run_benchmark(
             tree.setdefault("data", {})["path"] = str(data)
             runs = out / "runs" / model
             log(f"{model}: searching {_size(grids[model])} combination(s) on valid")
-            search = grid_search(model, tree, grids[model] or {}, runs, workers, threads, log)
+            search = grid_search(
+                model, tree, grids[model] or {}, runs, workers, threads, log, trials=trials
+            )
             chosen = tree
             for key, value in search["best"]["params"].items():
                 apply_override(chosen, f"{key}={json.dumps(value)}")
@@ -229,8 +250,28 @@ def run_benchmark(
             for run, seed in zip(seeded["runs"], seed_list, strict=True):
                 run["seed"] = seed
             rows.append(summarise(model, search, seeded["runs"]))
-            _write(rows, out, data, seeds)
+            _write([*earlier, *rows], out, data)
     return rows
+
+
+def _earlier_rows(out: Path, data: Path, models: list[str]) -> list[dict[str, Any]]:
+    """Rows of models that an earlier call wrote to ``out/results.json`` and this call does not
+    rerun (kept in the tables, so models can be benchmarked one call at a time)."""
+    path = out / "results.json"
+    if not path.exists():
+        return []
+    try:
+        payload = json.loads(path.read_text())
+        earlier_data, rows = payload["data"], payload["rows"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise MentorError(
+            f"{path}: not a results file of mentor benchmark; remove it or use another --out"
+        ) from None
+    if Path(earlier_data) != data:
+        raise MentorError(
+            f"{path}: holds a benchmark of {earlier_data}, not {data}; use another --out"
+        )
+    return [row for row in rows if row.get("model") not in models]
 
 
 def _size(grid: dict[str, list[Any]]) -> int:
@@ -241,15 +282,17 @@ def _size(grid: dict[str, list[Any]]) -> int:
     return size
 
 
-def _write(rows: list[dict[str, Any]], out: Path, data: Path, seeds: int) -> None:
+def _write(rows: list[dict[str, Any]], out: Path, data: Path) -> None:
     from mentor.hardware import describe_machine
 
     machine = describe_machine()
+    counts = sorted({len(row["seeds"]) for row in rows})
+    seeds = "/".join(str(c) for c in counts)
     header = (
         f"Test metrics as mean ± sample sd over {seeds} seed(s) on {data.name}; each model's "
         f"configuration chosen on valid only. Machine: {machine}."
     )
-    payload = {"data": str(data), "seeds": seeds, "machine": machine, "rows": rows}
+    payload = {"data": str(data), "seeds": counts[-1], "machine": machine, "rows": rows}
     atomic_write_text(out / "results.json", json.dumps(payload, indent=2) + "\n")
     atomic_write_text(out / "results.csv", to_csv(rows))
     atomic_write_text(out / "results.md", markdown(rows, header))

@@ -148,7 +148,13 @@ def cmd_search(args: argparse.Namespace) -> int:
         tree.setdefault("train", {})["epochs"] = args.epochs
     grid = parse_grid(args.grid)
     summary = grid_search(
-        args.model, tree, grid, Path(args.out), workers=args.workers, threads=args.threads
+        args.model,
+        tree,
+        grid,
+        Path(args.out),
+        workers=args.workers,
+        threads=args.threads,
+        trials=args.trials,
     )
     metric = summary["valid_metric"]
     k = metric.split("@")[1]
@@ -187,6 +193,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         workers=args.workers,
         threads=args.threads,
         base=tree,
+        trials=args.trials,
     )
     print((out / "results.md").read_text())
     print(f"results: {out / 'results.md'}, results.csv, results.json, results.png")
@@ -198,6 +205,12 @@ def cmd_quickstart(args: argparse.Namespace) -> int:
 
     run_quickstart(Path(args.out) if args.out else None, models=args.models, quiet=args.quiet)
     return 0
+
+
+TRIALS_HELP = (
+    "train at most N combinations of a larger grid, proposed by Optuna's TPE on valid "
+    "(needs the 'search' extra); 0 = the whole grid"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -290,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--epochs", type=int)
     search.add_argument("--workers", type=int, default=1, help="runs in parallel")
     search.add_argument("--threads", type=int, default=0, help="torch threads per run")
+    search.add_argument("--trials", type=int, default=0, metavar="N", help=TRIALS_HELP)
     search.set_defaults(func=cmd_search)
 
     bench = sub.add_parser(
@@ -310,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--epochs", type=int, help="maximum epochs of every run")
     bench.add_argument("--workers", type=int, default=1, help="runs in parallel")
     bench.add_argument("--threads", type=int, default=0, help="torch threads per run")
+    bench.add_argument("--trials", type=int, default=0, metavar="N", help=TRIALS_HELP)
     bench.set_defaults(func=cmd_benchmark)
 
     quick = sub.add_parser(

@@ -4,6 +4,12 @@ Every combination trains in its own run folder (``<out>/<index>-<key=value,...>-
 finished combinations with the same identity are reused, so an interrupted search resumes. The
 best combination is the one with the highest valid metric; its test metrics are reported as they
 are, never used for selection.
+
+A grid too large to train whole can be searched with a budget (``trials``): Optuna's TPE sampler,
+seeded, proposes combinations of the same grid in rounds of ``workers``, each round told the valid
+metric of the last, until ``trials`` distinct combinations have trained. Given the same grid,
+budget and worker count, the proposals are the same on every call, so a sampled search resumes
+like a full one.
 """
 
 from __future__ import annotations
@@ -95,6 +101,7 @@ def grid_search(
     workers: int = 1,
     threads: int = 0,
     log: Callable[[str], None] = print,
+    trials: int = 0,
 ) -> dict[str, Any]:
     """Train every combination (``workers`` at a time, each in a subprocess) and pick on valid.
 
@@ -109,13 +116,18 @@ def grid_search(
         grid: dotted key -> values.
         out: search folder.
         workers: runs in parallel; ``threads`` torch threads per run (0 = default).
+        trials: when above 0 and below the number of combinations, train only this many,
+            proposed by a seeded TPE sampler (:func:`_sampled`); 0 trains the whole grid.
     Returns:
-        The summary written to ``out/search.json``.
+        The summary written to ``out/search.json`` (``grid_size``: the grid's combinations,
+        ``runs``: those trained).
     """
     if workers < 1:
         raise MentorError(f"--workers must be at least 1, got {workers}")
     if threads < 0:
         raise MentorError(f"--threads must be at least 0, got {threads}")
+    if trials < 0:
+        raise MentorError(f"--trials must be at least 0 (0: the whole grid), got {trials}")
     if out.exists() and not out.is_dir():
         raise MentorError(f"{out}: exists and is not a folder; give a search folder with --out")
     combos = combinations(grid)
@@ -165,9 +177,89 @@ def grid_search(
         log(f"{run.name}: valid {metric} {metrics['valid'].get(metric, float('nan')):.4f}")
         return {"params": combo, "run": run.name, **metrics}
 
+    def score(result: dict[str, Any]) -> float:
+        return float(result["valid"].get(metric, float("-inf")))
+
     with RunLock(out), ThreadPoolExecutor(max_workers=workers) as pool:
-        results = list(pool.map(train, range(len(combos))))
-        best = max(results, key=lambda r: r["valid"].get(metric, float("-inf")))
-        summary = {"model": model, "valid_metric": metric, "best": best, "runs": results}
+        if 0 < trials < len(combos):
+            log(f"{model}: {trials} of {len(combos)} combinations, proposed by TPE on valid")
+            results = _sampled(
+                grid, combos, trials, workers, lambda b: list(pool.map(train, b)), score
+            )
+        else:
+            results = list(pool.map(train, range(len(combos))))
+        best = max(results, key=score)
+        summary = {
+            "model": model,
+            "valid_metric": metric,
+            "grid_size": len(combos),
+            "best": best,
+            "runs": results,
+        }
         atomic_write_text(out / "search.json", json.dumps(summary, indent=2) + "\n")
     return summary
+
+
+def _sampled(
+    grid: dict[str, list[Any]],
+    combos: list[dict[str, Any]],
+    trials: int,
+    workers: int,
+    train: Callable[[list[int]], list[dict[str, Any]]],
+    score: Callable[[dict[str, Any]], float],
+) -> list[dict[str, Any]]:
+    """Train ``trials`` distinct combinations of ``grid`` proposed by Optuna's TPE sampler
+    (seed 0), ``workers`` per round, maximising ``score``; results in training order.
+
+    Each grid key is a categorical parameter over its value positions, so any value (lists,
+    mappings) can be searched. A proposal already trained is told its known score at once and
+    does not count; after ``50 * trials`` proposals without reaching the budget (a grid almost
+    exhausted) the remaining combinations are taken in grid order.
+    """
+    try:
+        import optuna
+    except ImportError:
+        raise MentorError(
+            "--trials needs Optuna: pip install 'mentor-rec[search]' (or optuna); "
+            "or search the whole grid without --trials"
+        ) from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    keys = list(grid)
+    position = {
+        tuple(grid[k].index(v) for k, v in zip(keys, combo.values(), strict=True)): index
+        for index, combo in enumerate(combos)
+    }
+    sampler = optuna.samplers.TPESampler(seed=0, n_startup_trials=min(10, max(1, trials // 2)))
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    distributions = {
+        k: optuna.distributions.CategoricalDistribution(list(range(len(grid[k])))) for k in keys
+    }
+    done: dict[int, dict[str, Any]] = {}
+    order: list[int] = []
+    proposals = 0
+    while len(order) < trials:
+        batch: list[tuple[Any, int]] = []
+        while len(batch) < min(workers, trials - len(order)) and proposals < 50 * trials:
+            proposals += 1
+            trial = study.ask(distributions)
+            index = position[tuple(trial.params[k] for k in keys)]
+            if index in done:
+                study.tell(trial, _finite(score(done[index])))
+            elif any(index == queued for _, queued in batch):
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            else:
+                batch.append((trial, index))
+        if not batch:
+            batch = [(None, i) for i in range(len(combos)) if i not in done]
+            batch = batch[: trials - len(order)]
+        for (trial, index), result in zip(batch, train([i for _, i in batch]), strict=True):
+            done[index] = result
+            order.append(index)
+            if trial is not None:
+                study.tell(trial, _finite(score(result)))
+    return [done[i] for i in order]
+
+
+def _finite(value: float) -> float:
+    """A metric Optuna accepts: a run without the valid metric counts as -1 (worse than any)."""
+    return value if value == value and abs(value) != float("inf") else -1.0
