@@ -60,6 +60,11 @@ MMREC_MODELS: dict[str, tuple[str, dict[str, object]]] = {
     "lattice": ("LATTICE", {"reg_weight": 0.0, "learning_rate": 1e-3}),
     "bm3": ("BM3", {"n_layers": 1, "reg_weight": 0.1, "dropout": 0.3}),
 }
+# Our optional settings timed as rows of their own ("variant": (model, settings)), next to the
+# MMRec row of their model.
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "dualgnn-bf16": ("dualgnn", ["model.feature_dtype=auto"]),
+}
 # Settings our models need on a data set (MENTOR's semantic graph weights for genre + text).
 OUR_EXTRA = {
     "ml-100k-mm": {"mentor": ['model.semantic_graph_weights={"genre": 0.1, "text": 0.9}']},
@@ -182,10 +187,11 @@ def run_ours(
 ) -> Run:
     """``mentor train`` for ``epochs`` epochs, evaluating once after the last."""
     out = work / f"ours-{data_name}-{model}"
-    cmd = [sys.executable, "-m", "mentor.cli", "train", "--model", model, "--data", str(data)]
+    base, variant = VARIANTS.get(model, (model, []))
+    cmd = [sys.executable, "-m", "mentor.cli", "train", "--model", base, "--data", str(data)]
     cmd += ["--out", str(out), "--epochs", str(epochs), "--quiet", "--device", "cpu"]
     settings = ["train.patience=1000", f"train.threads={threads}", f"train.eval_every={epochs}"]
-    for item in settings + OUR_EXTRA.get(data_name, {}).get(model, []):
+    for item in settings + OUR_EXTRA.get(data_name, {}).get(base, []) + variant:
         cmd += ["--set", item]
     log = work / f"ours-{data_name}-{model}.log"
     code, peak, wall = run_process(cmd, None, thread_env(threads), log, limit)
@@ -331,9 +337,10 @@ def write_results(runs: list[Run], args: argparse.Namespace) -> str:
             "|---|---|---|---|---|---|",
         ]
         by_key = {(r["model"], r["impl"]): r for r in rows if r["data"] == data}
-        order = model_names()
+        order = model_names() + list(VARIANTS)
         for model in sorted(dict.fromkeys(m for m, _ in by_key), key=order.index):
-            ours, theirs = by_key.get((model, "mentor")), by_key.get((model, "MMRec"))
+            base = VARIANTS.get(model, (model, []))[0]
+            ours, theirs = by_key.get((model, "mentor")), by_key.get((base, "MMRec"))
             ratio = "-"
             if ours and theirs and ours["seconds_per_epoch"]:
                 if theirs["seconds_per_epoch"]:
@@ -408,7 +415,8 @@ def main() -> None:
     parser.add_argument(
         "--models",
         default="all",
-        help="our names, comma-separated, all, or none (only rewrite the results from --merge)",
+        help="our names (or variants: " + ", ".join(VARIANTS) + "), comma-separated, all, "
+        "or none (only rewrite the results from --merge)",
     )
     parser.add_argument("--epochs", type=int, default=4, help="epochs per run on ml-100k-mm")
     parser.add_argument("--baby-epochs", type=int, default=3, help="epochs per run on Baby")
@@ -428,7 +436,7 @@ def main() -> None:
     args = parser.parse_args()
     if not (args.mmrec / "src" / "main.py").exists():
         raise SystemExit(f"{args.mmrec}/src/main.py not found: pass --mmrec MMREC_CHECKOUT")
-    known = model_names()
+    known = model_names() + list(VARIANTS)
     models = {"all": known, "none": []}.get(args.models, args.models.split(","))
     unknown = sorted(set(models) - set(known))
     if unknown:

@@ -313,6 +313,24 @@ def test_dualgnn_matches_dense(data: Path, tmp_path: Path, mutated: bool) -> Non
         assert torch.allclose(users, user + graph @ user, atol=1e-5)
 
 
+def test_dualgnn_bfloat16_first_layer_approximates_float32(data: Path, tmp_path: Path) -> None:
+    exact, _ = make("dualgnn", data, tmp_path)
+    low, _ = make("dualgnn", data, tmp_path, feature_dtype="bfloat16")
+    for m in exact.modalities:
+        full = exact.first_layer(m)
+        half = low.first_layer(m)
+        assert half.dtype == torch.float32 and half.shape == full.shape
+        assert not torch.equal(half, full)  # it did run in bfloat16
+        assert torch.allclose(half, full, rtol=2e-2, atol=2e-2)
+        half.sum().backward()  # the weight gradient reaches the float32 parameters
+        assert low.branches[m].mlp.weight.grad is not None
+        assert low.branches[m].mlp.weight.grad.dtype == torch.float32
+    with torch.no_grad():
+        users, items = low.representations()
+        ref_u, ref_i = exact.representations()
+    assert torch.allclose(items, ref_i, atol=5e-2) and torch.allclose(users, ref_u, atol=5e-2)
+
+
 def test_dualgnn_user_graph_survives_state_dict(data: Path, tmp_path: Path) -> None:
     model, _ = make("dualgnn", data, tmp_path)
     model.on_epoch_start(1, torch.Generator().manual_seed(11))

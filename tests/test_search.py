@@ -89,3 +89,17 @@ def test_sampled_search_trains_the_budget_and_resumes(tmp_path: Path) -> None:
     assert len(whole["runs"]) == 2 and whole["grid_size"] == 2
     with pytest.raises(MentorError, match="--trials"):
         grid_search("bpr", base, small, tmp_path / "bad", log=lambda _: None, trials=-1)
+
+
+def test_settings_a_model_does_not_read_train_once(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path, n_items=60, features={"image": 6, "text": 5})
+    base = {"data": {"path": str(data)}, "train": {"epochs": 1}}
+    grid = {"model.reg": [1e-4, 1e-2]}
+    out = tmp_path / "slmrec"
+    summary = grid_search("slmrec", base, grid, out, log=lambda _: None)
+    # without use_reg SLMRec never reads reg: one run stands for both values
+    assert summary["grid_size"] == 1 and len(summary["runs"]) == 1
+    assert len([p for p in out.iterdir() if p.is_dir()]) == 1
+    base["model"] = {"use_reg": True}
+    read = grid_search("slmrec", base, grid, tmp_path / "read", log=lambda _: None)
+    assert read["grid_size"] == 2 and len(read["runs"]) == 2

@@ -73,11 +73,14 @@ _NOT_IDENTITY = {("train", "threads"), ("eval", "batch_users"), ("data", "path")
 
 def run_identity(config: RunConfig, fingerprint: dict[str, str]) -> str:
     """Short hash of everything that determines a run's results: the resolved configuration
-    (without thread count, evaluation batch size and data location), the data's checksums and
-    the code version."""
+    (without thread count, evaluation batch size and data location, nor the model settings that
+    its config's ``inert_keys()`` names as unread), the data's checksums and the code version."""
     tree = config.to_dict()
     for section, key in _NOT_IDENTITY:
         tree[section].pop(key, None)
+    inert = getattr(config.model, "inert_keys", None)
+    for key in inert() if inert else []:
+        tree["model"].pop(key, None)
     payload = {"config": tree, "data": fingerprint, "version": __version__}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -180,19 +183,27 @@ def grid_search(
     def score(result: dict[str, Any]) -> float:
         return float(result["valid"].get(metric, float("-inf")))
 
+    # combinations that compute the same thing (same identity) train once
+    canonical = [identities.index(identity) for identity in identities]
+    distinct = len(set(canonical))
+
     with RunLock(out), ThreadPoolExecutor(max_workers=workers) as pool:
-        if 0 < trials < len(combos):
-            log(f"{model}: {trials} of {len(combos)} combinations, proposed by TPE on valid")
-            results = _sampled(
-                grid, combos, trials, workers, lambda b: list(pool.map(train, b)), score
-            )
+
+        def run(indices: list[int]) -> list[dict[str, Any]]:
+            todo = list(dict.fromkeys(canonical[i] for i in indices))
+            trained = dict(zip(todo, pool.map(train, todo), strict=True))
+            return [{**trained[canonical[i]], "params": combos[i]} for i in indices]
+
+        if 0 < trials < distinct:
+            log(f"{model}: {trials} of {distinct} distinct combinations, proposed by TPE on valid")
+            results = _sampled(grid, combos, canonical, trials, workers, run, score)
         else:
-            results = list(pool.map(train, range(len(combos))))
+            results = run(sorted(set(canonical)))
         best = max(results, key=score)
         summary = {
             "model": model,
             "valid_metric": metric,
-            "grid_size": len(combos),
+            "grid_size": distinct,
             "best": best,
             "runs": results,
         }
@@ -203,6 +214,7 @@ def grid_search(
 def _sampled(
     grid: dict[str, list[Any]],
     combos: list[dict[str, Any]],
+    canonical: list[int],
     trials: int,
     workers: int,
     train: Callable[[list[int]], list[dict[str, Any]]],
@@ -210,6 +222,7 @@ def _sampled(
 ) -> list[dict[str, Any]]:
     """Train ``trials`` distinct combinations of ``grid`` proposed by Optuna's TPE sampler
     (seed 0), ``workers`` per round, maximising ``score``; results in training order.
+    ``canonical[i]`` is the first combination computing the same as combination ``i``.
 
     Each grid key is a categorical parameter over its value positions, so any value (lists,
     mappings) can be searched. A proposal already trained is told its known score at once and
@@ -242,7 +255,7 @@ def _sampled(
         while len(batch) < min(workers, trials - len(order)) and proposals < 50 * trials:
             proposals += 1
             trial = study.ask(distributions)
-            index = position[tuple(trial.params[k] for k in keys)]
+            index = canonical[position[tuple(trial.params[k] for k in keys)]]
             if index in done:
                 study.tell(trial, _finite(score(done[index])))
             elif any(index == queued for _, queued in batch):
@@ -250,7 +263,7 @@ def _sampled(
             else:
                 batch.append((trial, index))
         if not batch:
-            batch = [(None, i) for i in range(len(combos)) if i not in done]
+            batch = [(None, i) for i in sorted(set(canonical)) if i not in done]
             batch = batch[: trials - len(order)]
         for (trial, index), result in zip(batch, train([i for _, i in batch]), strict=True):
             done[index] = result

@@ -59,6 +59,11 @@ class SLMRecConfig:
     use_reg: bool = False
     eval_reps: Literal["last_batch", "fresh"] = "last_batch"
 
+    def inert_keys(self) -> list[str]:
+        """Settings that change nothing with the others as they are: ``reg`` without
+        ``use_reg`` (searches train such combinations once)."""
+        return [] if self.use_reg else ["reg"]
+
     def validate(self, where: str) -> None:
         """Reject settings that cannot work."""
         if self.recdim < 2:
