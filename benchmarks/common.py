@@ -53,11 +53,12 @@ def mentor_benchmark(
     threads: int,
 ) -> dict:
     """Run (or reuse) one ``mentor benchmark`` of ``model`` on ``data`` into ``out`` with the
-    ``--set`` assignments ``sets``; return its only row of ``results.json``."""
+    ``--set`` assignments ``sets``; return the model's row of ``results.json``."""
     cmd = [sys.executable, "-m", "mentor.cli", "benchmark", "--data", str(data)]
     cmd += ["--models", model, "--grid", grid, "--seeds", str(seeds), "--out", str(out)]
     cmd += ["--workers", str(workers), "--threads", str(threads)]
     for assignment in sets:
         cmd += ["--set", assignment]
     subprocess.run(cmd, check=True)
-    return json.loads((out / "results.json").read_text())["rows"][0]
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    return next(row for row in rows if row["model"] == model)
