@@ -40,7 +40,7 @@ from common import (
 
 def grid_table(out: Path, model: str) -> list[dict]:
     """Valid score, test Recall@20 and best epoch of every grid combination at seed 999, read
-    from the finished run folders (``search.json`` holds only the last search, the seeds)."""
+    from the finished run folders."""
     from mentor.registry import get_model
 
     keys = list(get_model(model).grid)

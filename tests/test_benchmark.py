@@ -30,9 +30,12 @@ def test_benchmark_end_to_end_and_resume(tmp_path: Path, capsys: pytest.CaptureF
     bpr = rows["bpr"]
     assert bpr["grid_runs"] == 2 and bpr["seeds"] == [999, 1]
     search = json.loads((out / "runs" / "bpr" / "search.json").read_text())
-    # the chosen combination is the best on valid among the grid's runs (seed 999)
-    grid_runs = [r for r in search["runs"] if r["params"].get("train.seed") == 999]
-    assert grid_runs
+    # search.json keeps the grid (seed 999), seeds.json the chosen configuration's seeds
+    assert [r["params"]["model.reg_weight"] for r in search["runs"]] == [1e-3, 1.0]
+    best = max(search["runs"], key=lambda r: r["valid"]["recall@20"])
+    assert bpr["chosen"] == {"model.reg_weight": best["params"]["model.reg_weight"]}
+    seeded = json.loads((out / "runs" / "bpr" / "seeds.json").read_text())
+    assert [r["params"] for r in seeded["runs"]] == [{"train.seed": 999}, {"train.seed": 1}]
     runs = [
         json.loads((out / "runs" / "bpr" / r / "metrics.json").read_text()) for r in bpr["runs"]
     ]

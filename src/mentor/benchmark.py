@@ -245,7 +245,14 @@ def run_benchmark(
                 apply_override(chosen, f"{key}={json.dumps(value)}")
             log(f"{model}: best on valid {search['best']['params'] or 'defaults'}; seeds")
             seeded = grid_search(
-                model, chosen, {"train.seed": seed_list}, runs, workers, threads, log
+                model,
+                chosen,
+                {"train.seed": seed_list},
+                runs,
+                workers,
+                threads,
+                log,
+                summary_file="seeds.json",
             )
             for run, seed in zip(seeded["runs"], seed_list, strict=True):
                 run["seed"] = seed
@@ -267,7 +274,7 @@ def _earlier_rows(out: Path, data: Path, models: list[str]) -> list[dict[str, An
         raise MentorError(
             f"{path}: not a results file of mentor benchmark; remove it or use another --out"
         ) from None
-    if Path(earlier_data) != data:
+    if Path(earlier_data).resolve() != data.resolve():
         raise MentorError(
             f"{path}: holds a benchmark of {earlier_data}, not {data}; use another --out"
         )

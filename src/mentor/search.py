@@ -105,6 +105,7 @@ def grid_search(
     threads: int = 0,
     log: Callable[[str], None] = print,
     trials: int = 0,
+    summary_file: str = "search.json",
 ) -> dict[str, Any]:
     """Train every combination (``workers`` at a time, each in a subprocess) and pick on valid.
 
@@ -121,9 +122,10 @@ def grid_search(
         workers: runs in parallel; ``threads`` torch threads per run (0 = default).
         trials: when above 0 and below the number of combinations, train only this many,
             proposed by a seeded TPE sampler (:func:`_sampled`); 0 trains the whole grid.
+        summary_file: the summary's file name in ``out``.
     Returns:
-        The summary written to ``out/search.json`` (``grid_size``: the grid's combinations,
-        ``runs``: those trained).
+        The summary written to ``out/<summary_file>`` (``grid_size``: the grid's distinct
+        combinations, ``runs``: those trained).
     """
     if workers < 1:
         raise MentorError(f"--workers must be at least 1, got {workers}")
@@ -207,7 +209,7 @@ def grid_search(
             "best": best,
             "runs": results,
         }
-        atomic_write_text(out / "search.json", json.dumps(summary, indent=2) + "\n")
+        atomic_write_text(out / summary_file, json.dumps(summary, indent=2) + "\n")
     return summary
 
 
