@@ -31,17 +31,17 @@ from common import ML100K_MENTOR_RUNS, RESULTS, ROOT, SHARED
 
 from mentor.registry import get_model, model_names
 
-#: cheapest first (s/epoch and grid size on ml-100k-mm)
+#: cheapest first (s/epoch and grid size on ml-100k-mm; MENTOR's runs are reused)
 ORDER = [
     "pop",
     "bpr",
     "vbpr",
+    "mentor",
     "lightgcn",
     "layergcn",
     "freedom",
     "lattice",
     "bm3",
-    "mentor",
     "dualgnn",
     "slmrec",
     "mmgcn",

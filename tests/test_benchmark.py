@@ -64,13 +64,20 @@ def test_benchmark_keeps_rows_of_earlier_calls_and_samples_large_grids(
     common = ["--data", str(data), "--seeds", "1", "--out", str(out), "--epochs", "1"]
     assert main(["benchmark", "--models", "pop", *common]) == 0
     grid = tmp_path / "grid.json"
-    grid.write_text(json.dumps({"bpr": {"model.reg_weight": [1e-5, 1e-3, 1e-1, 1.0]}}))
+    grid.write_text(
+        json.dumps(
+            {"bpr": {"model.reg_weight": [1e-5, 1e-3, 1e-1, 1.0], "model.embedding_size": 8}}
+        )
+    )
     assert (
         main(["benchmark", "--models", "bpr", "--grid", str(grid), "--trials", "2", *common]) == 0
     )
     rows = {row["model"]: row for row in json.loads((out / "results.json").read_text())["rows"]}
     assert list(rows) == ["pop", "bpr"]  # the first call's row is kept
     assert rows["bpr"]["grid_runs"] == 2 and rows["bpr"]["grid_size"] == 4
+    # the one-valued key is a fixed setting, not part of the choice
+    assert rows["bpr"]["fixed"] == {"model.embedding_size": 8}
+    assert list(rows["bpr"]["chosen"]) == ["model.reg_weight"]
     assert "(2 of 4)" in (out / "results.md").read_text()
     other = make_dataset(tmp_path / "other", n_items=50)
     capsys.readouterr()

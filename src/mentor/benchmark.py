@@ -86,11 +86,20 @@ def _stats(values: list[float]) -> tuple[float, float]:
     return mean, statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def summarise(model: str, search: dict[str, Any], seeded: list[dict[str, Any]]) -> dict[str, Any]:
-    """One results row: test metrics as mean and sample sd over seeds, plus the chosen setting."""
+def summarise(
+    model: str,
+    search: dict[str, Any],
+    seeded: list[dict[str, Any]],
+    grid: dict[str, list[Any]] | None = None,
+) -> dict[str, Any]:
+    """One results row: test metrics as mean and sample sd over seeds, plus the chosen setting
+    (``chosen``: the values of the keys the grid varies; ``fixed``: its one-valued keys)."""
+    params = search["best"]["params"]
+    fixed = {k for k, values in (grid or {}).items() if len(values) == 1}
     row: dict[str, Any] = {
         "model": model,
-        "chosen": search["best"]["params"],
+        "chosen": {k: v for k, v in params.items() if k not in fixed},
+        "fixed": {k: v for k, v in params.items() if k in fixed},
         "grid_runs": len(search["runs"]),
         "grid_size": search.get("grid_size", len(search["runs"])),
         "seeds": [r["seed"] for r in seeded],
@@ -116,7 +125,8 @@ def _cell(row: dict[str, Any], metric: str) -> str:
 
 def _chosen(row: dict[str, Any]) -> str:
     params = row["chosen"]
-    return ", ".join(f"{k.split('.')[-1]}={v}" for k, v in params.items()) or "defaults"
+    text = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in params.items())
+    return text or ("a one-point grid" if row.get("fixed") else "defaults")
 
 
 def markdown(rows: list[dict[str, Any]], header: str) -> str:
@@ -152,6 +162,7 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
         fields += [f"test_{metric}", f"test_{metric}_sd"]
     fields += [
         "chosen",
+        "fixed",
         "grid_runs",
         "grid_size",
         "seeds",
@@ -163,7 +174,8 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({**row, "chosen": json.dumps(row["chosen"]), "seeds": row["seeds"]})
+        fixed = json.dumps(row.get("fixed", {}))
+        writer.writerow({**row, "chosen": json.dumps(row["chosen"]), "fixed": fixed})
     return out.getvalue()
 
 
@@ -256,7 +268,7 @@ def run_benchmark(
             )
             for run, seed in zip(seeded["runs"], seed_list, strict=True):
                 run["seed"] = seed
-            rows.append(summarise(model, search, seeded["runs"]))
+            rows.append(summarise(model, search, seeded["runs"], grids[model]))
             _write([*earlier, *rows], out, data)
     return rows
 
