@@ -1,0 +1,159 @@
+"""Test quality of our models next to MMRec's own code: same data, split, settings and seeds.
+
+For each model and seed, trains MMRec's implementation to its own early stop (``quick_start``
+with one configuration, run from a checkout given by ``--mmrec``, outside this repository;
+nothing of MMRec is imported here) and ours (``mentor train``) with the same hyper-parameters,
+and reads both best-valid-epoch test Recall/NDCG@20. Reports the mean and sample sd over seeds
+of each, and whether ours is within 2 sd (or 3 %, whichever is wider) of MMRec's mean. Both
+choose the epoch on valid Recall@20 with patience 20. Data: ``../shared/data/ml-100k-mm``
+(genre features as MMRec's image file, text as its text file).
+
+Writes ``benchmarks/results/quality_vs_mmrec.{json,md}``; rows of models not rerun are kept.
+
+Usage: python benchmarks/quality_vs_mmrec.py --mmrec ../mmrec --models layergcn
+       [--set model=KEY=VALUE ...] [--seeds 999 1 2] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from common import RESULTS, SHARED, machine
+from speed_vs_mmrec import MMREC_MODELS, mmrec_folder, thread_env
+
+MMREC_FULL = """
+import json, os, sys
+sys.path.insert(0, os.getcwd())
+import torch
+torch.set_num_threads(int(sys.argv[4]))
+from utils.quick_start import quick_start
+config = json.loads(sys.argv[3])
+config["hyper_parameters"] = ["seed"]
+quick_start(model=sys.argv[1], dataset=sys.argv[2], config_dict=config, save_model=False)
+"""
+BEST_TEST = re.compile(r"^Test: .*?recall@20: ([0-9.]+).*?ndcg@20: ([0-9.]+)", re.M)
+
+
+def run_mmrec(mmrec: Path, root: Path, model: str, settings: dict, seed: int, threads: int):
+    """MMRec's best-valid-epoch test (Recall@20, NDCG@20) of one full training."""
+    name = MMREC_MODELS[model][0]
+    config = {
+        "use_gpu": False,
+        "gpu_id": 0,
+        "seed": [seed],
+        "data_path": f"{root}/",
+        "inter_file_name": "ml-100k.inter",
+        "USER_ID_FIELD": "userID",
+        "ITEM_ID_FIELD": "itemID",
+        "TIME_FIELD": "timestamp",
+        "field_separator": "\t",
+        "vision_feature_file": "image_feat.npy",
+        "text_feature_file": "text_feat.npy",
+        "user_graph_dict_file": "user_graph_dict.npy",
+        **settings,
+    }
+    for cached in (root / "ml-100k-mm").glob("*.pt"):
+        cached.unlink()
+    cmd = [sys.executable, "-c", MMREC_FULL, name, "ml-100k-mm", json.dumps(config), str(threads)]
+    proc = subprocess.run(
+        cmd, cwd=mmrec / "src", env=thread_env(threads), capture_output=True, text=True
+    )
+    found = BEST_TEST.findall(proc.stdout + proc.stderr)
+    if proc.returncode != 0 or not found:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]
+        raise SystemExit(f"MMRec {name} seed {seed} failed: {tail}")
+    recall, ndcg = found[-1]
+    return float(recall), float(ndcg)
+
+
+def run_ours(data: Path, model: str, settings: dict, seed: int, threads: int, work: Path):
+    """Our best-valid-epoch test (Recall@20, NDCG@20) of one full training."""
+    out = work / f"ours-{model}-{seed}"
+    cmd = [sys.executable, "-m", "mentor.cli", "train", "--model", model, "--data", str(data)]
+    cmd += ["--out", str(out), "--seed", str(seed), "--quiet", "--device", "cpu"]
+    cmd += ["--set", f"train.threads={threads}"]
+    for key, value in settings.items():
+        section = "train" if key == "learning_rate" else "model"
+        cmd += ["--set", f"{section}.{key}={json.dumps(value)}"]
+    subprocess.run(cmd, check=True, env=thread_env(threads), capture_output=True)
+    test = json.loads((out / "metrics.json").read_text())["test"]
+    return test["recall@20"], test["ndcg@20"]
+
+
+def summary(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mmrec", type=Path, required=True, help="MMRec checkout (has src/)")
+    parser.add_argument("--models", required=True, help="our names, comma-separated")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="MODEL=KEY=VALUE", help="override a setting"
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[999, 1, 2])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    data = SHARED / "data" / "ml-100k-mm"
+    overrides: dict[str, dict] = {}
+    for item in args.set:
+        model, key, value = item.split("=", 2)
+        overrides.setdefault(model, {})[key] = json.loads(value)
+    path = args.out / "quality_vs_mmrec.json"
+    rows = json.loads(path.read_text())["rows"] if path.exists() else []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        mmrec_folder(data, "genre_feat.npy", "text_feat.npy", work / "mmrec" / "ml-100k-mm")
+        for model in args.models.split(","):
+            settings = {**MMREC_MODELS[model][1], **overrides.get(model, {})}
+            ours, theirs = [], []
+            for seed in args.seeds:
+                theirs.append(
+                    run_mmrec(args.mmrec, work / "mmrec", model, settings, seed, args.threads)
+                )
+                ours.append(run_ours(data, model, settings, seed, args.threads, work))
+                print(model, seed, "MMRec", theirs[-1], "ours", ours[-1], flush=True)
+            row = {"model": model, "settings": settings, "seeds": args.seeds}
+            for k, metric in enumerate(("recall@20", "ndcg@20")):
+                row[f"ours_{metric}"] = summary([r[k] for r in ours])
+                row[f"mmrec_{metric}"] = summary([r[k] for r in theirs])
+                mean, sd = row[f"mmrec_{metric}"]
+                row[f"within_{metric}"] = abs(row[f"ours_{metric}"][0] - mean) <= max(
+                    2 * sd, 0.03 * mean
+                )
+            rows = [r for r in rows if r["model"] != model] + [row]
+    payload = {"machine": machine(), "data": str(data), "rows": rows}
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    lines = [
+        f"Machine: {payload['machine']}; {args.threads} thread(s); ml-100k-mm.",
+        "",
+        "| model | settings | seeds | ours R@20 | MMRec R@20 | ours N@20 | MMRec N@20 | within |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cells = [
+            f"{r[f'{side}_{m}'][0]:.4f} ± {r[f'{side}_{m}'][1]:.4f}"
+            for m in ("recall@20", "ndcg@20")
+            for side in ("ours", "mmrec")
+        ]
+        within = "yes" if r["within_recall@20"] and r["within_ndcg@20"] else "no"
+        settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items())
+        lines.append(
+            f"| {r['model']} | {settings} | {len(r['seeds'])} | "
+            + " | ".join(cells)
+            + f" | {within} |"
+        )
+    (args.out / "quality_vs_mmrec.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
