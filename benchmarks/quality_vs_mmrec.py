@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 from common import RESULTS, SHARED, machine
-from speed_vs_mmrec import MMREC_MODELS, mmrec_folder, thread_env
+from speed_vs_mmrec import MMREC_MODELS, mmrec_data_config, mmrec_folder, thread_env
 
 MMREC_FULL = """
 import json, os, sys
@@ -44,21 +44,7 @@ BEST_TEST = re.compile(r"^Test: .*?recall@20: ([0-9.]+).*?ndcg@20: ([0-9.]+)", r
 def run_mmrec(mmrec: Path, root: Path, model: str, settings: dict, seed: int, threads: int):
     """MMRec's best-valid-epoch test (Recall@20, NDCG@20) of one full training."""
     name = MMREC_MODELS[model][0]
-    config = {
-        "use_gpu": False,
-        "gpu_id": 0,
-        "seed": [seed],
-        "data_path": f"{root}/",
-        "inter_file_name": "ml-100k.inter",
-        "USER_ID_FIELD": "userID",
-        "ITEM_ID_FIELD": "itemID",
-        "TIME_FIELD": "timestamp",
-        "field_separator": "\t",
-        "vision_feature_file": "image_feat.npy",
-        "text_feature_file": "text_feat.npy",
-        "user_graph_dict_file": "user_graph_dict.npy",
-        **settings,
-    }
+    config = {**mmrec_data_config(root, root / "ml-100k-mm"), "seed": [seed], **settings}
     for cached in (root / "ml-100k-mm").glob("*.pt"):
         cached.unlink()
     cmd = [sys.executable, "-c", MMREC_FULL, name, "ml-100k-mm", json.dumps(config), str(threads)]

@@ -207,6 +207,24 @@ def run_ours(
     return run
 
 
+def mmrec_data_config(data_root: Path, folder: Path) -> dict[str, object]:
+    """MMRec settings that run on a CPU and read the layout :func:`mmrec_folder` wrote in
+    ``folder`` (under ``data_root``)."""
+    return {
+        "use_gpu": False,
+        "gpu_id": 0,
+        "data_path": f"{data_root}/",
+        "inter_file_name": next(folder.glob("*.inter")).name,
+        "USER_ID_FIELD": "userID",
+        "ITEM_ID_FIELD": "itemID",
+        "TIME_FIELD": "timestamp",
+        "field_separator": "\t",
+        "vision_feature_file": "image_feat.npy",
+        "text_feature_file": "text_feat.npy",
+        "user_graph_dict_file": "user_graph_dict.npy",
+    }
+
+
 def run_mmrec(
     mmrec: Path,
     data_name: str,
@@ -223,17 +241,7 @@ def run_mmrec(
     for cached in folder.glob("*.pt"):  # LATTICE/FREEDOM cache their item graphs: rebuild each
         cached.unlink()
     config = {
-        "use_gpu": False,
-        "gpu_id": 0,
-        "data_path": f"{data_root}/",
-        "inter_file_name": next(folder.glob("*.inter")).name,
-        "USER_ID_FIELD": "userID",
-        "ITEM_ID_FIELD": "itemID",
-        "TIME_FIELD": "timestamp",
-        "field_separator": "\t",
-        "vision_feature_file": "image_feat.npy",
-        "text_feature_file": "text_feat.npy",
-        "user_graph_dict_file": "user_graph_dict.npy",
+        **mmrec_data_config(data_root, folder),
         "epochs": epochs,
         "eval_step": epochs,
         "stopping_step": 1000,
