@@ -29,16 +29,18 @@ def emb_norm_loss(*embeddings: torch.Tensor) -> torch.Tensor:
 
 
 class _BlockInfoNCE(torch.autograd.Function):
-    """InfoNCE over unit rows whose gradient is formed block by block during the forward pass.
+    """InfoNCE whose gradient is formed block by block during the forward pass.
 
     Never holds more than ``block x n`` similarities: each row block has whole rows, so its softmax
     is complete inside the block and both gradients are accumulated at once (three matrix products
     per block, no recomputation in backward). With ``dtype=torch.bfloat16`` the three products run
-    in bfloat16 (exp, sums and accumulation stay in float32).
+    in bfloat16 (exp, sums and accumulation stay in float32). ``unit``: the rows are L2-normalised,
+    so every logit is at most ``1 / temp`` and that constant shifts the exponent; otherwise each
+    row's maximum does.
     """
 
     @staticmethod
-    def forward(ctx, a, b, temp, block, dtype):  # type: ignore[override]
+    def forward(ctx, a, b, temp, block, dtype, unit):  # type: ignore[override]
         n = a.shape[0]
         acc = torch.promote_types(a.dtype, torch.float32)
         a_s = (a.detach() / temp).to(dtype)
@@ -50,11 +52,17 @@ class _BlockInfoNCE(torch.autograd.Function):
         log_sums = torch.empty(n, dtype=acc, device=a.device)
         for start in range(0, n, block):
             stop = min(start + block, n)
-            # |a.b| <= 1: shifting the logits by -1/t keeps exp() in range for any t
-            shift = a_s.new_full((1, 1), -1.0 / temp).expand(stop - start, n)
-            weights = torch.addmm(shift, a_s[start:stop], b_d.T).exp_()
+            if unit:  # |a.b| <= 1: shifting the logits by -1/t keeps exp() in range for any t
+                shift = a_s.new_full((1, 1), -1.0 / temp).expand(stop - start, n)
+                weights = torch.addmm(shift, a_s[start:stop], b_d.T).exp_()
+                top: torch.Tensor | float = 1.0 / temp
+            else:
+                weights = a_s[start:stop] @ b_d.T
+                row_max = weights.amax(dim=1, keepdim=True)
+                weights = weights.sub_(row_max).exp_()
+                top = row_max.view(-1).to(acc)
             sums = weights.sum(dim=1, dtype=acc)
-            log_sums[start:stop] = sums.log() + 1.0 / temp
+            log_sums[start:stop] = sums.log() + top
             if need_a:
                 grad_a[start:stop] = (weights @ b_d).to(acc) / sums.unsqueeze(1)
             if need_b:
@@ -71,7 +79,7 @@ class _BlockInfoNCE(torch.autograd.Function):
         # d/da_i = (sum_j p_ij b_j - b_i) / t ;  d/db_j = (sum_i p_ij a_i - a_j) / t
         da = (grad_a - b).mul_(scale / ctx.temp) if ctx.needs_input_grad[0] else None
         db = (grad_b - a / ctx.temp).mul_(scale) if ctx.needs_input_grad[1] else None
-        return da, db, None, None, None
+        return da, db, None, None, None, None
 
 
 def info_nce(
@@ -91,9 +99,35 @@ def info_nce(
     """
     a = torch.nn.functional.normalize(anchors, dim=1)
     b = torch.nn.functional.normalize(candidates, dim=1)
-    if block <= 0:  # automatic: about 4M similarities per block, at least 256 rows
-        block = max(256, (1 << 22) // max(1, len(a)))
-    return _BlockInfoNCE.apply(a, b, temp, block, dtype)
+    return _BlockInfoNCE.apply(a, b, temp, _block_rows(block, len(a)), dtype, True)
+
+
+def dot_info_nce(
+    anchors: torch.Tensor,
+    candidates: torch.Tensor,
+    temp: float,
+    block: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """In-batch cross-entropy of raw dot products between two views of the same n rows.
+
+    ``mean_i [ -log( exp(a_i.b_i / t) / sum_j exp(a_i.b_j / t) ) ]`` with ``a = anchors`` and
+    ``b = candidates`` [n, d'] as they are (not normalised): the same value as
+    ``cross_entropy((a / t) @ b.T, arange(n))``, computed block by block as :func:`info_nce`
+    (O(block * n) memory, gradients formed in the forward pass).
+    """
+    if anchors.shape != candidates.shape:
+        raise ValueError(
+            f"anchors {tuple(anchors.shape)} and candidates "
+            f"{tuple(candidates.shape)} differ in shape"
+        )
+    block = _block_rows(block, len(anchors))
+    return _BlockInfoNCE.apply(anchors, candidates, temp, block, dtype, False)
+
+
+def _block_rows(block: int, n: int) -> int:
+    """``block``, or with 0 about 4M similarities per block (at least 256 rows) of n columns."""
+    return block if block > 0 else max(256, (1 << 22) // max(1, n))
 
 
 def table_moments(parts: list[torch.Tensor], copies: int = 1) -> tuple[torch.Tensor, torch.Tensor]:

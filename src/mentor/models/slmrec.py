@@ -41,7 +41,7 @@ from torch import nn
 
 from mentor.data.sampler import Batch
 from mentor.errors import MentorError
-from mentor.losses import info_nce, rows
+from mentor.losses import dot_info_nce, info_nce, rows
 from mentor.models.base import FREE_ITEM_IDS, ModelContext, Recommender, xavier_uniform
 from mentor.models.blocks import bipartite_layer_mean, linear, ordered_modalities
 
@@ -72,12 +72,6 @@ class SLMRecConfig:
             raise MentorError(f"{where}.layer_num must be >= 0")
         if self.temp <= 0 or self.ssl_temp <= 0:
             raise MentorError(f"{where}.temp and ssl_temp must be positive")
-
-
-def _in_batch_nce(logits: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of square [B, B] logits whose diagonal holds the positives."""
-    labels = torch.arange(logits.shape[0], device=logits.device)
-    return nn.functional.cross_entropy(logits, labels)
 
 
 class SLMRec(Recommender):
@@ -172,7 +166,7 @@ class SLMRec(Recommender):
             if stage in probes:
                 m = probes[stage]
                 y = self.probe[m](rows(items[m], index))
-                loss = loss + _in_batch_nce((x / self.config.ssl_temp) @ y.T)
+                loss = loss + dot_info_nce(x, y, self.config.ssl_temp)
         return loss
 
     def loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
