@@ -63,7 +63,7 @@ MMREC_MODELS: dict[str, tuple[str, dict[str, object]]] = {
 # Our optional settings timed as rows of their own ("variant": (model, settings)), next to the
 # MMRec row of their model.
 VARIANTS: dict[str, tuple[str, list[str]]] = {
-    "dualgnn-bf16": ("dualgnn", ["model.feature_dtype=auto"]),
+    "dualgnn-fp32": ("dualgnn", ["model.feature_dtype=float32"]),
 }
 # Settings our models need on a data set (MENTOR's semantic graph weights for genre + text).
 OUR_EXTRA = {

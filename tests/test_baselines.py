@@ -287,7 +287,9 @@ def test_padded_user_graph_rules() -> None:
 
 @pytest.mark.parametrize("mutated", [True, False])
 def test_dualgnn_matches_dense(data: Path, tmp_path: Path, mutated: bool) -> None:
-    model, dataset = make("dualgnn", data, tmp_path, mutated_first_branch=mutated)
+    model, dataset = make(
+        "dualgnn", data, tmp_path, mutated_first_branch=mutated, feature_dtype="float32"
+    )
     assert isinstance(model, DualGNN) and model.modalities == ["image", "text"]
     g = sym_block(dense_r(dataset)).float()
     reps_u, reps_i = [], []
@@ -315,7 +317,7 @@ def test_dualgnn_matches_dense(data: Path, tmp_path: Path, mutated: bool) -> Non
 
 
 def test_dualgnn_bfloat16_first_layer_approximates_float32(data: Path, tmp_path: Path) -> None:
-    exact, _ = make("dualgnn", data, tmp_path)
+    exact, _ = make("dualgnn", data, tmp_path, feature_dtype="float32")
     low, _ = make("dualgnn", data, tmp_path, feature_dtype="bfloat16")
     for m in exact.modalities:
         full = exact.first_layer(m)

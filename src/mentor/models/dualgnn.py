@@ -24,12 +24,13 @@ sum of all branches, ``user = w_1 * sum_m r_m + sum_{m>1} w_m r_m``); false: the
 the branches, as the paper describes. The first branch is ``image`` when present, else the first
 modality of the data set.
 
-Switch ``feature_dtype`` (default ``float32``, MMRec's arithmetic): ``bfloat16`` runs each
-branch's first layer (features [I, F_m] -> [I, 4d], forward and weight gradient; for 4096-d image
-features the largest product of an epoch) in bfloat16 with float32 accumulation, on a bfloat16 copy
-of the features made once; ``auto`` does so only where the device multiplies bfloat16 natively
-(CPUs with AVX512-BF16 or AMX, CUDA from Ampere), float32 elsewhere. It is an approximation of
-MMRec's arithmetic, not that arithmetic.
+Switch ``feature_dtype``: ``bfloat16`` runs each branch's first layer (features [I, F_m] ->
+[I, 4d], forward and weight gradient; for 4096-d image features the largest product of an epoch)
+in bfloat16 with float32 accumulation, on a bfloat16 copy of the features made once; ``auto``
+(default, as MENTOR's ``contrast_dtype``) does so only where the device multiplies bfloat16
+natively (CPUs with AVX512-BF16 or AMX, CUDA from Ampere) and computes in float32 elsewhere;
+``float32`` always computes as MMRec does. bfloat16 is a close approximation of MMRec's
+arithmetic, not that arithmetic.
 
 Left out because they change nothing in MMRec's computation: ``weight_i`` (only ever in the
 regulariser, no effect on scores), ``MLP_v``, ``MLP_t``, ``MLP_user`` and the edge-dropped graphs
@@ -65,7 +66,7 @@ class DualGNNConfig:
     reg_weight: float = 1e-3
     knn_k: int = 40
     mutated_first_branch: bool = True
-    feature_dtype: Literal["float32", "bfloat16", "auto"] = "float32"
+    feature_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
 
     def validate(self, where: str) -> None:
         """Reject settings that cannot work."""
