@@ -281,8 +281,9 @@ def test_batch_ranking_equals_row_ranking_with_ties_and_masks() -> None:
 def test_dualgnn_bundle_adds_items_like_the_model(tmp_path: Path) -> None:
     """DualGNN embeds items from features alone: a new item is the sum of its branch rows, the
     same in the model and in the bundle; and an item without train edges gets exactly the row a
-    full forward pass gives it."""
-    run = _train(tmp_path, "dualgnn", knn_k=3)
+    full forward pass gives it (in float32: ``feature_dtype=auto`` may round the forward pass's
+    first layer to bfloat16)."""
+    run = _train(tmp_path, "dualgnn", knn_k=3, feature_dtype="float32")
     rec = Recommender.load(write_bundle(run, tmp_path / "bundle"))
     assert rec.can_add_items
     rng = np.random.default_rng(1)
