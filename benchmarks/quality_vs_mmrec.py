@@ -106,7 +106,7 @@ def main() -> None:
         model, key, value = item.split("=", 2)
         overrides.setdefault(model, {})[key] = json.loads(value)
     path = args.out / "quality_vs_mmrec.json"
-    rows = json.loads(path.read_text())["rows"] if path.exists() else []
+    new_rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         mmrec_folder(data, "genre_feat.npy", "text_feat.npy", work / "mmrec" / "ml-100k-mm")
@@ -130,7 +130,11 @@ def main() -> None:
                 row[f"within_{metric}"] = abs(row[f"ours_{metric}"][0] - mean) <= max(
                     2 * sd, 0.03 * mean
                 )
-            rows = [r for r in rows if r["model"] != model] + [row]
+            new_rows.append(row)
+    # read the earlier rows only now: another call may have written some while this one ran
+    rows = json.loads(path.read_text())["rows"] if path.exists() else []
+    done = {r["model"] for r in new_rows}
+    rows = [r for r in rows if r["model"] not in done] + new_rows
     payload = {"machine": machine(), "data": str(data), "rows": rows}
     path.write_text(json.dumps(payload, indent=2) + "\n")
     lines = [
