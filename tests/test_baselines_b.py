@@ -118,6 +118,25 @@ def test_bm3_dropout_targets_and_feature_switch(data: Path, tmp_path: Path) -> N
     assert one["bootstrap"].item() != two["bootstrap"].item()  # new targets
 
 
+def test_bm3_target_mask_is_per_table_row(data: Path, tmp_path: Path) -> None:
+    """MMRec drops out whole tables, then takes the batch's rows: an item twice in a batch gets
+    one mask, so with its user twice too both (user, item) rows have the same loss terms."""
+    model, dataset = make("bm3", data, tmp_path, dropout=0.5, cl_weight=0.0, reg_weight=0.0)
+    user, item = (int(x) for x in dataset.train[0])
+    twice = Batch(
+        users=torch.tensor([user, user]),
+        positives=torch.tensor([item, item]),
+        negatives=torch.tensor([0, 0]),
+    )
+    once = Batch(
+        users=torch.tensor([user]), positives=torch.tensor([item]), negatives=torch.tensor([0])
+    )
+    for seed in range(5):  # the mean over two identical rows equals the single row's value
+        two = model.loss(twice, torch.Generator().manual_seed(seed))["bootstrap"]
+        one = model.loss(once, torch.Generator().manual_seed(seed))["bootstrap"]
+        assert two.item() == pytest.approx(one.item(), rel=1e-6)
+
+
 # ---------------------------------------------------------------------------------------------
 # SLMRec
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ e775373). What it computes, with U users, I items, d = ``embedding_size``, B bat
   ``[user table; item table]``, ``n_layers`` layers; items also get their layer-0 row added:
   users [U, d], items [I, d].
 - per modality m: ``trs_m(features_m)`` [I, d] (a linear projection of the raw features).
-- target views: inverted dropout (rate ``dropout``) of the online rows, without gradient.
+- target views: inverted dropout (rate ``dropout``) of the online tables, without gradient; as in
+  MMRec the mask is drawn for the whole table ([U, d], [I, d], per modality [I, d]) and then the
+  batch's rows are taken, so a user or item that occurs twice in a batch has one target.
 - loss (no sampled negatives): ``1 - cos(p(u), target(i))`` + ``1 - cos(p(i), target(u))`` for the
   batch's (user, item) rows with p the shared ``predictor`` [d -> d]; plus ``cl_weight`` times, per
   modality, ``1 - cos(p(trs_m(f_i)), target(i))`` + ``1 - cos(p(trs_m(f_i)), dropout(trs_m(f_i)))``;
@@ -104,8 +106,8 @@ class BM3(DotProductRecommender):
         users, items = self.online()
         u = rows(users, batch.users)
         i = rows(items, batch.positives)
-        u_target = dropout(u.detach(), cfg.dropout, generator)
-        i_target = dropout(i.detach(), cfg.dropout, generator)
+        u_target = rows(dropout(users.detach(), cfg.dropout, generator), batch.users)
+        i_target = rows(dropout(items.detach(), cfg.dropout, generator), batch.positives)
         terms = {
             "bootstrap": _cos_gap(self.predictor(u), i_target)
             + _cos_gap(self.predictor(i), u_target),
@@ -116,7 +118,8 @@ class BM3(DotProductRecommender):
         modal = u.new_zeros(())
         for m in self.trs:
             feat = self.trs[m](rows(self._raw(m), batch.positives))
-            feat_target = dropout(feat.detach(), cfg.dropout, generator)
+            mask = dropout(feat.new_ones(self.n_items, feat.shape[1]), cfg.dropout, generator)
+            feat_target = feat.detach() * rows(mask, batch.positives)
             online = self.predictor(feat)
             modal = modal + _cos_gap(online, i_target) + _cos_gap(online, feat_target)
         terms["modal"] = cfg.cl_weight * modal
