@@ -25,7 +25,6 @@ from mentor.graph import (
 )
 from mentor.losses import (
     bpr_loss,
-    dot_info_nce,
     emb_norm_loss,
     info_nce,
     mean_var_gap,
@@ -366,7 +365,7 @@ def test_info_nce_matches_dense_float64(block: int) -> None:
 
 
 @pytest.mark.parametrize("block", [1, 4, 1024])
-def test_dot_info_nce_matches_cross_entropy(block: int) -> None:
+def test_raw_info_nce_matches_cross_entropy(block: int) -> None:
     # raw rows of norm ~30 at t = 0.1: logits up to ~9000, far past exp()'s float range, so a
     # constant shift could not work; the row maximum must
     gen = torch.Generator().manual_seed(block)
@@ -379,7 +378,7 @@ def test_dot_info_nce_matches_cross_entropy(block: int) -> None:
 
     ref = _grads(dense, anchors, candidates)
     got = _grads(
-        lambda a, b: dot_info_nce(a, b, temp, block=block, dtype=torch.float64),
+        lambda a, b: info_nce(a, b, temp, block=block, dtype=torch.float64, normalize=False),
         anchors,
         candidates,
     )
@@ -388,15 +387,15 @@ def test_dot_info_nce_matches_cross_entropy(block: int) -> None:
         assert torch.allclose(g, r, rtol=1e-10, atol=1e-10)
 
 
-def test_dot_info_nce_by_hand() -> None:
+def test_raw_info_nce_by_hand() -> None:
     # a = [[1, 0], [0, 2]], b = [[1, 0], [0, 1]], t = 1: logits [[1, 0], [0, 2]];
     # row 0: log(e + 1) - 1 = 0.3132617, row 1: log(1 + e^2) - 2 = 0.1269280; mean 0.2200948
     a = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
-    value = float(dot_info_nce(a, torch.eye(2), temp=1.0))
+    value = float(info_nce(a, torch.eye(2), temp=1.0, normalize=False))
     expected = (math.log1p(math.e) - 1 + math.log1p(math.exp(2)) - 2) / 2
     assert value == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError, match="differ in shape"):
-        dot_info_nce(a, torch.eye(3), temp=1.0)
+        info_nce(a, torch.eye(3), temp=1.0, normalize=False)
 
 
 def test_info_nce_one_side_grad() -> None:

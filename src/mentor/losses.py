@@ -88,41 +88,27 @@ def info_nce(
     temp: float,
     block: int = 0,
     dtype: torch.dtype = torch.float32,
+    normalize: bool = True,
 ) -> torch.Tensor:
     """One-directional InfoNCE between two views of the same n rows.
 
     ``mean_i [ -log( exp(a_i.b_i / t) / sum_j exp(a_i.b_j / t) ) ]`` with ``a``, ``b`` the
-    L2-normalised rows of ``anchors`` and ``candidates`` [n, d]; the denominator runs over all
-    n candidates (the positive included). Memory is O(block * n), not O(n^2), in forward and
-    backward. ``block`` rows per block (0: about 4M similarities per block, at least 256
-    rows); ``dtype`` sets the precision of the three large matrix products.
-    """
-    a = torch.nn.functional.normalize(anchors, dim=1)
-    b = torch.nn.functional.normalize(candidates, dim=1)
-    return _BlockInfoNCE.apply(a, b, temp, _block_rows(block, len(a)), dtype, True)
-
-
-def dot_info_nce(
-    anchors: torch.Tensor,
-    candidates: torch.Tensor,
-    temp: float,
-    block: int = 0,
-    dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
-    """In-batch cross-entropy of raw dot products between two views of the same n rows.
-
-    ``mean_i [ -log( exp(a_i.b_i / t) / sum_j exp(a_i.b_j / t) ) ]`` with ``a = anchors`` and
-    ``b = candidates`` [n, d'] as they are (not normalised): the same value as
-    ``cross_entropy((a / t) @ b.T, arange(n))``, computed block by block as :func:`info_nce`
-    (O(block * n) memory, gradients formed in the forward pass).
+    L2-normalised rows of ``anchors`` and ``candidates`` [n, d] (with ``normalize=False`` the
+    rows as they are: the same value as ``cross_entropy((a / t) @ b.T, arange(n))``); the
+    denominator runs over all n candidates (the positive included). Memory is O(block * n), not
+    O(n^2), in forward and backward. ``block`` rows per block (0: about 4M similarities per
+    block, at least 256 rows); ``dtype`` sets the precision of the three large matrix products.
     """
     if anchors.shape != candidates.shape:
         raise ValueError(
             f"anchors {tuple(anchors.shape)} and candidates "
             f"{tuple(candidates.shape)} differ in shape"
         )
+    if normalize:
+        anchors = torch.nn.functional.normalize(anchors, dim=1)
+        candidates = torch.nn.functional.normalize(candidates, dim=1)
     block = _block_rows(block, len(anchors))
-    return _BlockInfoNCE.apply(anchors, candidates, temp, block, dtype, False)
+    return _BlockInfoNCE.apply(anchors, candidates, temp, block, dtype, normalize)
 
 
 def _block_rows(block: int, n: int) -> int:

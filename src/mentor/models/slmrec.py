@@ -41,7 +41,7 @@ from torch import nn
 
 from mentor.data.sampler import Batch
 from mentor.errors import MentorError
-from mentor.losses import dot_info_nce, info_nce, rows
+from mentor.losses import info_nce, rows
 from mentor.models.base import FREE_ITEM_IDS, ModelContext, Recommender, xavier_uniform
 from mentor.models.blocks import bipartite_layer_mean, linear, ordered_modalities
 
@@ -166,7 +166,7 @@ class SLMRec(Recommender):
             if stage in probes:
                 m = probes[stage]
                 y = self.probe[m](rows(items[m], index))
-                loss = loss + dot_info_nce(x, y, self.config.ssl_temp)
+                loss = loss + info_nce(x, y, self.config.ssl_temp, normalize=False)
         return loss
 
     def loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
