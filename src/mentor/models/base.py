@@ -216,19 +216,23 @@ def linear(
     in_features: int,
     out_features: int,
     generator: torch.Generator,
-    weight_init: Literal["default", "xavier_normal"] = "default",
+    weight_init: Literal["default", "xavier_uniform", "xavier_normal"] = "default",
     bias: Literal["default", "zero", "none"] = "default",
 ) -> nn.Linear:
     """An ``nn.Linear`` whose initial values come from ``generator``.
 
-    ``"default"`` is PyTorch's own initialisation (weight and bias uniform in +-1/sqrt(in));
-    ``weight_init="xavier_normal"`` with ``bias="zero"`` is MMRec's xavier_normal_initialization.
+    ``"default"`` is PyTorch's own initialisation (weight and bias uniform in +-1/sqrt(in)). The
+    Xavier variants replace only the weight and keep PyTorch's default bias, as MMRec's models do
+    when they call ``nn.init.xavier_*_`` on ``layer.weight``; ``weight_init="xavier_normal"`` with
+    ``bias="zero"`` is MMRec's xavier_normal_initialization.
     """
     layer = nn.Linear(in_features, out_features, bias=bias != "none")
     bound = 1.0 / math.sqrt(in_features)
     with torch.no_grad():
         if weight_init == "xavier_normal":
             nn.init.xavier_normal_(layer.weight, generator=generator)
+        elif weight_init == "xavier_uniform":
+            nn.init.xavier_uniform_(layer.weight, generator=generator)
         else:
             layer.weight.uniform_(-bound, bound, generator=generator)
         if layer.bias is not None:

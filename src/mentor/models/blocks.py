@@ -6,40 +6,11 @@ build scipy matrices once on the CPU and return :class:`~mentor.graph.SparseGrap
 
 from __future__ import annotations
 
-import math
-from typing import Literal
-
 import numpy as np
 import scipy.sparse as sp
 import torch
-from torch import nn
 
 from mentor.graph import SparseGraph
-
-Init = Literal["default", "xavier_uniform", "xavier_normal"]
-
-
-def linear(
-    in_dim: int, out_dim: int, generator: torch.Generator, init: Init = "default", bias: bool = True
-) -> nn.Linear:
-    """An ``nn.Linear(in_dim, out_dim)`` initialised from ``generator``.
-
-    ``default`` is PyTorch's own rule (weight and bias uniform in +-1/sqrt(in_dim)); the Xavier
-    variants replace only the weight, keeping PyTorch's default bias, as MMRec's models do when
-    they call ``nn.init.xavier_*_`` on ``layer.weight``.
-    """
-    layer = nn.Linear(in_dim, out_dim, bias=bias)
-    bound = 1.0 / math.sqrt(in_dim)
-    with torch.no_grad():
-        if init == "default":
-            layer.weight.uniform_(-bound, bound, generator=generator)
-        elif init == "xavier_uniform":
-            nn.init.xavier_uniform_(layer.weight, generator=generator)
-        else:
-            nn.init.xavier_normal_(layer.weight, generator=generator)
-        if layer.bias is not None:
-            layer.bias.uniform_(-bound, bound, generator=generator)
-    return layer
 
 
 def dropout(x: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:

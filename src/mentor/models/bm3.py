@@ -33,8 +33,14 @@ from torch import nn
 from mentor.data.sampler import Batch
 from mentor.errors import MentorError
 from mentor.losses import rows
-from mentor.models.base import FREE_ITEM_IDS, DotProductRecommender, ModelContext, xavier_uniform
-from mentor.models.blocks import bipartite_layer_mean, dropout, linear
+from mentor.models.base import (
+    FREE_ITEM_IDS,
+    DotProductRecommender,
+    ModelContext,
+    linear,
+    xavier_uniform,
+)
+from mentor.models.blocks import bipartite_layer_mean, dropout
 
 
 @dataclass

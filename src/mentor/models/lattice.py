@@ -45,8 +45,14 @@ from mentor.data.sampler import Batch
 from mentor.errors import MentorError
 from mentor.graph import SparseGraph, knn_indices
 from mentor.losses import bpr_loss, rows
-from mentor.models.base import FREE_ITEM_IDS, DotProductRecommender, ModelContext, xavier_uniform
-from mentor.models.blocks import layer_mean, linear, random_walk_graph
+from mentor.models.base import (
+    FREE_ITEM_IDS,
+    DotProductRecommender,
+    ModelContext,
+    linear,
+    xavier_uniform,
+)
+from mentor.models.blocks import layer_mean, random_walk_graph
 
 
 @dataclass

@@ -12,7 +12,6 @@ Shapes: U users, I items, N = U + I, M feature modalities, d = ``feat_embed_dim`
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,7 +22,7 @@ from mentor.data.sampler import Batch
 from mentor.errors import MentorError
 from mentor.hardware import native_bf16
 from mentor.losses import bpr_loss, info_nce, mean_var_gap, rows, table_moments
-from mentor.models.base import ModelContext, Recommender
+from mentor.models.base import ModelContext, Recommender, linear
 
 
 @dataclass
@@ -70,16 +69,6 @@ def default_semantic_weights(modalities: list[str]) -> dict[str, float]:
     return {m: 1.0 / len(modalities) for m in modalities}
 
 
-def _init_linear(layer: nn.Linear, generator: torch.Generator) -> nn.Linear:
-    """PyTorch's default Linear initialisation, drawn from ``generator``."""
-    bound = 1.0 / math.sqrt(layer.in_features)
-    with torch.no_grad():
-        layer.weight.uniform_(-bound, bound, generator=generator)
-        if layer.bias is not None:
-            layer.bias.uniform_(-bound, bound, generator=generator)
-    return layer
-
-
 def _xavier_normal(shape: tuple[int, ...], generator: torch.Generator) -> nn.Parameter:
     weight = torch.empty(shape)
     nn.init.xavier_normal_(weight, generator=generator)
@@ -97,8 +86,8 @@ class ModalityGCN(nn.Module):
     ) -> None:
         super().__init__()
         self.preference = _xavier_normal((n_users, dim), generator)
-        self.mlp = _init_linear(nn.Linear(in_dim, hidden), generator)
-        self.mlp_1 = _init_linear(nn.Linear(hidden, dim), generator)
+        self.mlp = linear(in_dim, hidden, generator)
+        self.mlp_1 = linear(hidden, dim, generator)
 
     def rows(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Row-normalised inputs from the first layer's output ``mlp(features)`` [I, hidden]:
@@ -177,7 +166,7 @@ class MENTOR(Recommender):
         m_count = len(self.modalities)
         user_weights = _xavier_normal((ctx.n_users, m_count, 1), generator)
         self.weight_u = nn.Parameter(torch.softmax(user_weights.data, dim=1))
-        self.mlp = _init_linear(nn.Linear(m_count * d, m_count * d), generator)
+        self.mlp = linear(m_count * d, m_count * d, generator)
         self.register_buffer("result_users", torch.zeros(ctx.n_users, m_count * d))
         self.register_buffer("result_items", torch.zeros(ctx.n_items, m_count * d))
 

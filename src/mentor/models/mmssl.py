@@ -73,9 +73,10 @@ from mentor.models.base import (
     DotProductRecommender,
     ModelContext,
     adam,
+    linear,
     xavier_uniform,
 )
-from mentor.models.blocks import dropout, linear
+from mentor.models.blocks import dropout
 
 GP_LAMBDA = 0.3  # the authors' fixed gradient-penalty factor (inside ``gradient_penalty``)
 

@@ -42,8 +42,8 @@ from torch import nn
 from mentor.data.sampler import Batch
 from mentor.errors import MentorError
 from mentor.losses import info_nce, rows
-from mentor.models.base import FREE_ITEM_IDS, ModelContext, Recommender, xavier_uniform
-from mentor.models.blocks import bipartite_layer_mean, linear, ordered_modalities
+from mentor.models.base import FREE_ITEM_IDS, ModelContext, Recommender, linear, xavier_uniform
+from mentor.models.blocks import bipartite_layer_mean, ordered_modalities
 
 
 @dataclass
