@@ -85,16 +85,14 @@ def run_ours(
     return test["recall@20"], test["ndcg@20"]
 
 
-def reusable(row: dict | None, settings: dict, args: argparse.Namespace) -> list | None:
-    """MMRec's per-seed (Recall@20, NDCG@20) of an earlier row trained the same way, else None."""
+def reusable(row: dict | None, settings: dict, args: argparse.Namespace) -> dict[int, tuple]:
+    """MMRec's (Recall@20, NDCG@20) per seed from an earlier row trained the same way (same
+    settings and epoch cap); seeds that row lacks are trained anew."""
     if not row or "mmrec_per_seed" not in row:
-        return None
-    same = (row["settings"], row["seeds"], row.get("max_epochs")) == (
-        settings,
-        args.seeds,
-        args.epochs or None,
-    )
-    return row["mmrec_per_seed"] if same else None
+        return {}
+    if (row["settings"], row.get("max_epochs")) != (settings, args.epochs or None):
+        return {}
+    return {seed: tuple(r) for seed, r in zip(row["seeds"], row["mmrec_per_seed"], strict=True)}
 
 
 def summary(values: list[float]) -> tuple[float, float]:
@@ -114,8 +112,8 @@ def main() -> None:
     parser.add_argument(
         "--reuse-mmrec",
         action="store_true",
-        help="take MMRec's per-seed figures from an earlier row with the same settings, seeds and "
-        "epochs (MMRec's code does not change; only ours is retrained)",
+        help="take MMRec's figures for seeds an earlier row with the same settings and epoch cap "
+        "has (MMRec's code does not change; ours is always retrained)",
     )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -133,12 +131,11 @@ def main() -> None:
         for model in args.models.split(","):
             settings = {**MMREC_MODELS[model][1], **overrides.get(model, {})}
             ours, theirs = [], []
-            known = reusable(earlier.get(model), settings, args) if args.reuse_mmrec else None
-            for k, seed in enumerate(args.seeds):
+            known = reusable(earlier.get(model), settings, args) if args.reuse_mmrec else {}
+            for seed in args.seeds:
                 theirs.append(
-                    tuple(known[k])
-                    if known
-                    else run_mmrec(
+                    known.get(seed)
+                    or run_mmrec(
                         args.mmrec, work / "mmrec", model, settings, seed, args.threads, args.epochs
                     )
                 )
