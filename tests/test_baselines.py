@@ -246,6 +246,26 @@ def test_mmgcn_tables_fixed_by_default_trained_with_switch(data: Path, tmp_path:
         assert torch.allclose(trained.representations()[0], ref_u, atol=1e-5)
 
 
+@pytest.mark.parametrize("train_tables", [False, True])
+def test_mmgcn_reg_weight_is_inert_only_with_fixed_tables(
+    data: Path, tmp_path: Path, train_tables: bool
+) -> None:
+    batch = None
+    grads = []
+    for reg_weight in (0.0, 0.1):
+        model, dataset = make(
+            "mmgcn", data, tmp_path, reg_weight=reg_weight, train_tables=train_tables
+        )
+        batch = batch or a_batch(dataset)
+        terms = model.loss(batch, torch.Generator())
+        sum(terms.values()).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+        assert model.config.inert_keys() == ([] if train_tables else ["reg_weight"])
+    same = all(torch.equal(grads[0][n], grads[1][n]) for n in grads[0])
+    # fixed tables: the regulariser is a constant, so every gradient is the same
+    assert same is not train_tables
+
+
 # ---------------------------------------------------------------------------------------------
 # DualGNN
 # ---------------------------------------------------------------------------------------------

@@ -103,3 +103,11 @@ def test_settings_a_model_does_not_read_train_once(tmp_path: Path) -> None:
     base["model"] = {"use_reg": True}
     read = grid_search("slmrec", base, grid, tmp_path / "read", log=lambda _: None)
     assert read["grid_size"] == 2 and len(read["runs"]) == 2
+    # MMGCN with MMRec's fixed tables: reg_weight only shifts the loss by a constant
+    base = {"data": {"path": str(data)}, "train": {"epochs": 1}}
+    grid = {"model.reg_weight": [0.0, 1e-2]}
+    fixed = grid_search("mmgcn", base, grid, tmp_path / "mmgcn", log=lambda _: None)
+    assert fixed["grid_size"] == 1 and len(fixed["runs"]) == 1
+    base["model"] = {"train_tables": True}
+    trained = grid_search("mmgcn", base, grid, tmp_path / "mmgcn-t", log=lambda _: None)
+    assert trained["grid_size"] == 2 and len(trained["runs"]) == 2

@@ -71,6 +71,12 @@ class MMGCNConfig:
     three_layers: bool = True
     concate: bool = True
 
+    def inert_keys(self) -> list[str]:
+        """Settings that change no trained value with the others as they are: ``reg_weight``
+        while the tables are fixed (``train_tables=false``, MMRec's), where the regulariser is a
+        constant that only shifts the logged loss (searches train such combinations once)."""
+        return [] if self.train_tables else ["reg_weight"]
+
     def validate(self, where: str) -> None:
         """Reject settings that cannot work."""
         if min(self.embedding_size, self.dim_latent, self.n_layers) < 1:
