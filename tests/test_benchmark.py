@@ -85,6 +85,24 @@ def test_benchmark_keeps_rows_of_earlier_calls_and_samples_large_grids(
     assert "use another --out" in capsys.readouterr().err
 
 
+def test_benchmark_marks_settings_the_chosen_model_does_not_read(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path, n_items=60, features={"image": 6, "text": 5})
+    grid = tmp_path / "grid.json"
+    grid.write_text(
+        json.dumps({"mmgcn": {"model.reg_weight": [0.0, 0.1], "train.learning_rate": [1e-3, 1e-2]}})
+    )
+    out = tmp_path / "bench"
+    argv = ["benchmark", "--data", str(data), "--models", "mmgcn", "--seeds", "1"]
+    assert main([*argv, "--out", str(out), "--grid", str(grid), "--epochs", "1"]) == 0
+    row = json.loads((out / "results.json").read_text())["rows"][0]
+    # with MMRec's fixed tables reg_weight changes nothing: 2 runs for 4 points, "any" value
+    assert row["grid_runs"] == 2 and row["grid_size"] == 2
+    assert list(row["chosen"]) == ["train.learning_rate"] and row["inert"] == ["model.reg_weight"]
+    assert "reg_weight=any" in (out / "results.md").read_text()
+    with open(out / "results.csv") as handle:
+        assert json.loads(next(csv.DictReader(handle))["inert"]) == ["model.reg_weight"]
+
+
 def test_parse_models_and_grids(tmp_path: Path) -> None:
     assert parse_models("all") == model_names()
     assert parse_models("BPR, lightgcn,bpr") == ["bpr", "lightgcn"]

@@ -16,11 +16,11 @@ import csv
 import io
 import json
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from mentor.config import TrainConfig, apply_override
+from mentor.config import TrainConfig, apply_override, resolve_config
 from mentor.errors import MentorError
 from mentor.fsutil import RunLock, atomic_path, atomic_write_text
 from mentor.registry import get_model, model_names
@@ -91,15 +91,19 @@ def summarise(
     search: dict[str, Any],
     seeded: list[dict[str, Any]],
     grid: dict[str, list[Any]] | None = None,
+    inert: Collection[str] = (),
 ) -> dict[str, Any]:
     """One results row: test metrics as mean and sample sd over seeds, plus the chosen setting
-    (``chosen``: the values of the keys the grid varies; ``fixed``: its one-valued keys)."""
+    (``chosen``: the values of the keys the grid varies; ``fixed``: its one-valued keys;
+    ``inert``: varied keys that change nothing in the chosen configuration, as its model config's
+    ``inert_keys()`` names them, so every value of theirs gives the same runs)."""
     params = search["best"]["params"]
     fixed = {k for k, values in (grid or {}).items() if len(values) == 1}
     row: dict[str, Any] = {
         "model": model,
-        "chosen": {k: v for k, v in params.items() if k not in fixed},
+        "chosen": {k: v for k, v in params.items() if k not in fixed and k not in inert},
         "fixed": {k: v for k, v in params.items() if k in fixed},
+        "inert": [k for k in params if k in inert and k not in fixed],
         "grid_runs": len(search["runs"]),
         "grid_size": search.get("grid_size", len(search["runs"])),
         "seeds": [r["seed"] for r in seeded],
@@ -124,9 +128,9 @@ def _cell(row: dict[str, Any], metric: str) -> str:
 
 
 def _chosen(row: dict[str, Any]) -> str:
-    params = row["chosen"]
-    text = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in params.items())
-    return text or ("a one-point grid" if row.get("fixed") else "defaults")
+    cells = [f"{k.split('.')[-1]}={v}" for k, v in row["chosen"].items()]
+    cells += [f"{k.split('.')[-1]}=any" for k in row.get("inert", [])]
+    return ", ".join(cells) or ("a one-point grid" if row.get("fixed") else "defaults")
 
 
 def markdown(rows: list[dict[str, Any]], header: str) -> str:
@@ -163,6 +167,7 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     fields += [
         "chosen",
         "fixed",
+        "inert",
         "grid_runs",
         "grid_size",
         "seeds",
@@ -175,7 +180,10 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     writer.writeheader()
     for row in rows:
         fixed = json.dumps(row.get("fixed", {}))
-        writer.writerow({**row, "chosen": json.dumps(row["chosen"]), "fixed": fixed})
+        inert = json.dumps(row.get("inert", []))
+        writer.writerow(
+            {**row, "chosen": json.dumps(row["chosen"]), "fixed": fixed, "inert": inert}
+        )
     return out.getvalue()
 
 
@@ -268,7 +276,9 @@ def run_benchmark(
             )
             for run, seed in zip(seeded["runs"], seed_list, strict=True):
                 run["seed"] = seed
-            rows.append(summarise(model, search, seeded["runs"], grids[model]))
+            inert_keys = getattr(resolve_config(model, chosen).model, "inert_keys", None)
+            inert = [f"model.{k}" for k in (inert_keys() if inert_keys else [])]
+            rows.append(summarise(model, search, seeded["runs"], grids[model], inert))
             _write([*earlier, *rows], out, data)
     return rows
 
