@@ -24,7 +24,7 @@ from mentor.config import TrainConfig, apply_override, resolve_config
 from mentor.errors import MentorError
 from mentor.fsutil import RunLock, atomic_path, atomic_write_text
 from mentor.registry import get_model, model_names
-from mentor.search import grid_search
+from mentor.search import grid_search, inert_keys
 
 DEFAULT_SEED = TrainConfig().seed
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
@@ -276,8 +276,7 @@ def run_benchmark(
             )
             for run, seed in zip(seeded["runs"], seed_list, strict=True):
                 run["seed"] = seed
-            inert_keys = getattr(resolve_config(model, chosen).model, "inert_keys", None)
-            inert = [f"model.{k}" for k in (inert_keys() if inert_keys else [])]
+            inert = inert_keys(resolve_config(model, chosen))
             rows.append(summarise(model, search, seeded["runs"], grids[model], inert))
             _write([*earlier, *rows], out, data)
     return rows

@@ -71,6 +71,14 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
 _NOT_IDENTITY = {("train", "threads"), ("eval", "batch_users"), ("data", "path")}
 
 
+def inert_keys(config: RunConfig) -> list[str]:
+    """Dotted keys (``model.<name>``) of the settings that change nothing as ``config`` stands,
+    as its model config's optional ``inert_keys()`` names them (e.g. SLMRec's ``reg`` without
+    ``use_reg``)."""
+    names = getattr(config.model, "inert_keys", None)
+    return [f"model.{key}" for key in (names() if names else [])]
+
+
 def run_identity(config: RunConfig, fingerprint: dict[str, str]) -> str:
     """Short hash of everything that determines a run's results: the resolved configuration
     (without thread count, evaluation batch size and data location, nor the model settings that
@@ -78,9 +86,8 @@ def run_identity(config: RunConfig, fingerprint: dict[str, str]) -> str:
     tree = config.to_dict()
     for section, key in _NOT_IDENTITY:
         tree[section].pop(key, None)
-    inert = getattr(config.model, "inert_keys", None)
-    for key in inert() if inert else []:
-        tree["model"].pop(key, None)
+    for key in inert_keys(config):
+        tree["model"].pop(key.removeprefix("model."), None)
     payload = {"config": tree, "data": fingerprint, "version": __version__}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 

@@ -22,7 +22,7 @@ from mentor.data.sampler import Batch
 from mentor.errors import MentorError
 from mentor.hardware import native_bf16
 from mentor.losses import bpr_loss, info_nce, mean_var_gap, rows, table_moments
-from mentor.models.base import ModelContext, Recommender, linear
+from mentor.models.base import ModelContext, Recommender, linear, xavier_normal
 
 
 @dataclass
@@ -69,12 +69,6 @@ def default_semantic_weights(modalities: list[str]) -> dict[str, float]:
     return {m: 1.0 / len(modalities) for m in modalities}
 
 
-def _xavier_normal(shape: tuple[int, ...], generator: torch.Generator) -> nn.Parameter:
-    weight = torch.empty(shape)
-    nn.init.xavier_normal_(weight, generator=generator)
-    return nn.Parameter(weight)
-
-
 class ModalityGCN(nn.Module):
     """One GCN branch: features -> MLP (F -> hidden -> d) and a free user preference table.
 
@@ -85,7 +79,7 @@ class ModalityGCN(nn.Module):
         self, n_users: int, in_dim: int, hidden: int, dim: int, generator: torch.Generator
     ) -> None:
         super().__init__()
-        self.preference = _xavier_normal((n_users, dim), generator)
+        self.preference = xavier_normal((n_users, dim), generator)
         self.mlp = linear(in_dim, hidden, generator)
         self.mlp_1 = linear(hidden, dim, generator)
 
@@ -157,14 +151,14 @@ class MENTOR(Recommender):
         for m in self.modalities:
             dim = ctx.features[m].shape[1]
             self.branches[m] = ModalityGCN(ctx.n_users, dim, hidden, d, generator)
-        self.id_feat = _xavier_normal((ctx.n_items, config.embedding_size), generator)
+        self.id_feat = xavier_normal((ctx.n_items, config.embedding_size), generator)
         self.branches["id"] = ModalityGCN(ctx.n_users, config.embedding_size, hidden, d, generator)
         for view in ("_n1", "_n2"):
             for m in self.modalities:
                 dim = ctx.features[m].shape[1]
                 self.branches[m + view] = ModalityGCN(ctx.n_users, dim, hidden, d, generator)
         m_count = len(self.modalities)
-        user_weights = _xavier_normal((ctx.n_users, m_count, 1), generator)
+        user_weights = xavier_normal((ctx.n_users, m_count, 1), generator)
         self.weight_u = nn.Parameter(torch.softmax(user_weights.data, dim=1))
         self.mlp = linear(m_count * d, m_count * d, generator)
         self.register_buffer("result_users", torch.zeros(ctx.n_users, m_count * d))
