@@ -609,3 +609,25 @@ def test_provenance_lines_of_an_older_meta() -> None:
         ("text_feat.npy", "MiniLM, 384-d"),
     ]
     assert provenance_lines({}) == []
+
+
+def test_given_work_dir_is_kept(tmp_path: Path) -> None:
+    """``--work-dir`` names a folder of the user's: the command keeps it and everything that was
+    in it, and removes only the sub-folder it made for its chunks (kept after a failure)."""
+    option, path = write_interactions(tmp_path, "2014-csv", False)
+    meta = write_meta(tmp_path, "2014", False)
+    mine = tmp_path / "my-folder"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+
+    class Broken(FakeTextEncoder):
+        def __call__(self, texts: list[str]) -> np.ndarray:
+            raise MentorError("encoder exploded")
+
+    with pytest.raises(MentorError, match="exploded"):
+        _prepare(tmp_path, option, path, meta, text_model=Broken(), work_dir=mine)
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    _prepare(tmp_path, option, path, meta, work_dir=mine)
+    assert (tmp_path / "baby" / "text_feat.npy").is_file()
+    assert sorted(p.name for p in mine.iterdir()) == ["thesis.tex"]
+    assert (mine / "thesis.tex").read_text() == "years of work"

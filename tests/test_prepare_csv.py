@@ -263,3 +263,30 @@ def test_movielens_content_shared_posters(tmp_path: Path) -> None:
     assert meta["image_feat.npy"]["missing"] == 19 and meta["inputs"]["posters"]["files"] == 1663
     dataset = load_dataset(tmp_path / "mm")
     assert dataset.features["image"].shape == (1682, 240)
+
+
+def test_given_work_dir_survives_csv_and_movielens(tmp_path: Path) -> None:
+    """Neither ``prepare catalog`` nor ``prepare movielens --content`` removes a given
+    ``--work-dir`` or anything of the user's in it; chunks survive a failure for a rerun."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+
+    class Failing(FakeTextEncoder):
+        def __call__(self, texts: list[str]) -> np.ndarray:
+            raise MentorError("encoder exploded")
+
+    with pytest.raises(MentorError, match="exploded"):
+        _run(tmp_path, work_dir=mine, text_model=Failing())
+    assert (mine / "notes.txt").read_text() == "keep me"
+    _run(tmp_path / "again", work_dir=mine)
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+
+    raw = _write_raw_movielens(tmp_path / "raw-ml")
+    content = _write_content(tmp_path / "content")
+    movielens.prepare_movielens_content(
+        tmp_path / "mm", content, seed=3, raw=raw, progress=False, text_model=FakeTextEncoder(),
+        work_dir=mine, warn=lambda _: None,
+    )  # fmt: skip
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    assert (tmp_path / "mm" / "text_feat.npy").is_file()

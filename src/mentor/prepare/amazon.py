@@ -23,7 +23,6 @@ import ast
 import gzip
 import json
 import re
-import shutil
 import sys
 import zlib
 from collections.abc import Callable
@@ -40,6 +39,7 @@ from mentor.prepare.steps import (
     build_interactions,
     encode_image_feature,
     encode_text_feature,
+    feature_work,
     fill_missing,
     image_folder_paths,
     is_gzip,
@@ -415,8 +415,7 @@ def prepare_amazon(
     result["inputs"]["interactions"].update(inter_info)
     result["inputs"]["meta"].update(meta_info)
     result["interactions"] = stats
-    work = Path(work_dir) if work_dir is not None else out.parent / f".{out.name}.work"
-    with staged_output(out) as tmp:
+    with feature_work(out, work_dir) as work, staged_output(out) as tmp:
         write_interactions(tmp, name or out.name, inter, user_ids, item_ids, "user_id", "asin")
         text_info = encode_text_feature(
             tmp, result, texts, text_model, work, progress, SENTENCE_RECIPE
@@ -432,5 +431,4 @@ def prepare_amazon(
             encode_image_feature(tmp, result, paths, image_model, work, progress, warn, source)
         result["counts"] = split_counts(inter, len(user_ids), len(item_ids))
         write_meta(tmp, result)
-    shutil.rmtree(work, ignore_errors=True)
     return result

@@ -7,7 +7,6 @@ ends in ``.tsv``/``.tab`` (optionally ``.gz``); the first line is the header.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from mentor.prepare.steps import (
     build_interactions,
     encode_image_feature,
     encode_text_feature,
+    feature_work,
     image_folder_paths,
     is_gzip,
     split_counts,
@@ -197,8 +197,7 @@ def prepare_csv(
         "image": image_col,
     }
     result["interactions"] = stats
-    work = Path(work_dir) if work_dir is not None else out.parent / f".{out.name}.work"
-    with staged_output(out) as tmp:
+    with feature_work(out, work_dir) as work, staged_output(out) as tmp:
         write_interactions(tmp, name or out.name, inter, user_ids, item_ids)
         if text_cols:
             texts = [
@@ -220,5 +219,4 @@ def prepare_csv(
             encode_image_feature(tmp, result, paths, image_model, work, progress, warn, source)
         result["counts"] = split_counts(inter, len(user_ids), len(item_ids))
         write_meta(tmp, result)
-    shutil.rmtree(work, ignore_errors=True)
     return result

@@ -30,7 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="local image model weights: FILE.onnx (onnxruntime) or a TorchScript FILE.pt; "
         "'descriptor' (or nothing) for the weight-free colour descriptor",
     )
-    parser.add_argument("--work-dir", help="keeps finished feature chunks (resumable)")
+    parser.add_argument(
+        "--work-dir",
+        help="folder in which a sub-folder .mentor-work-OUT keeps finished feature chunks "
+        "(resumable); only that sub-folder is removed when the command succeeds",
+    )
     group = parser.add_argument_group("movielens")
     group.add_argument("--content", help="folder with items.csv and posters/ (ml-100k-posters)")
     group.add_argument("--raw", help="folder with the raw ml-100k.inter / ml-100k.item")

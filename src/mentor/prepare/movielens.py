@@ -43,6 +43,7 @@ from mentor.prepare.steps import (
     base_meta,
     encode_image_feature,
     encode_text_feature,
+    feature_work,
     files_digest,
     fresh_dir,
     image_folder_paths,
@@ -669,7 +670,6 @@ def prepare_movielens_content(
     )
     raw_dir = Path(raw) if raw is not None else fetch_movielens_raw(cache)
     inter_df, item_df = load_raw(raw_dir)
-    work = Path(work_dir) if work_dir is not None else out.parent / f".{out.name}.work"
 
     meta = base_meta(
         "MovieLens 100K (GroupLens) with plot overviews and posters",
@@ -684,7 +684,7 @@ def prepare_movielens_content(
     meta["kcore"] = {"k": 1, "recipe": "none: every MovieLens-100K rating is kept"}
     meta["ids"] = "raw ids sorted numerically (as ml-100k-mm)"
     meta["inputs"]["content_items"]["duplicate_ids"] = duplicates
-    with staged_output(out) as tmp:
+    with feature_work(out, work_dir) as work, staged_output(out) as tmp:
         item_rows, labels, n_users = write_interaction_files(inter_df, item_df, tmp, seed)
         np.save(tmp / GENRE_FILE, genre_multi_hot(item_rows["genres"].tolist()))
         meta["genre_feat.npy"] = build_meta(seed)["genre_feat.npy"]
@@ -717,5 +717,4 @@ def prepare_movielens_content(
             "test": int(np.sum(labels == 2)),
         }
         write_meta_file(tmp, meta)
-    shutil.rmtree(work, ignore_errors=True)
     return meta

@@ -421,6 +421,27 @@ def fresh_dir(parent: Path, prefix: str) -> Path:
         return path
 
 
+WORK_PREFIX = ".mentor-work-"
+
+
+@contextmanager
+def feature_work(out: Path, work_dir: Path | None) -> Iterator[Path]:
+    """The folder that keeps finished feature chunks while ``out`` is prepared.
+
+    It is always a folder this function names and owns: ``.<out>.work`` beside ``out`` by
+    default, or ``.mentor-work-<out>`` inside a given ``work_dir`` (which is never removed, nor
+    anything else in it). The owned folder survives a failure, so a rerun resumes from its
+    chunks, and is removed once the body finishes without error.
+    """
+    out = Path(out)
+    if work_dir is None:
+        work = out.parent / f".{out.name}.work"
+    else:
+        work = Path(work_dir) / f"{WORK_PREFIX}{out.name}"
+    yield work
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def _replaceable(out: Path) -> bool:
     """Whether ``out`` may be replaced: missing, empty, or a folder made by ``mentor data
     prepare`` (its meta.json says so)."""
