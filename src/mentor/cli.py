@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from mentor.argtypes import int_range
 from mentor.errors import MentorError
 
 
@@ -99,7 +100,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "pip install 'mentor-rec[serve]'"
         ) from None
     print(f"serving {args.bundle} on http://{args.host}:{args.port} (docs at /docs)")
-    serve(args.bundle, args.host, args.port, args.workers, args.index)
+    serve(
+        args.bundle,
+        args.host,
+        args.port,
+        args.workers,
+        args.index,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+    )
     return 0
 
 
@@ -264,8 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="HTTP recommendations from a bundle (serve extra)")
     serve.add_argument("--bundle", required=True, help="folder made by `mentor bundle`")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=int_range(1, 65535), default=8000, help="TCP port, 1-65535")
     serve.add_argument("--workers", type=int, default=1, help="server processes")
+    serve.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=4.0,
+        help="largest request body in MiB; bigger requests get 413 (default 4)",
+    )
     serve.add_argument(
         "--index", default="exact", choices=["exact", "faiss"], help="faiss: approximate top-K"
     )

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mentor.argtypes import int_range
 from mentor.errors import MentorError
 
 SOURCES = ("movielens", "amazon", "csv")
@@ -16,9 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``mentor data prepare`` (each source checks the ones it needs)."""
     parser.add_argument("name", choices=SOURCES, help="data source")
     parser.add_argument("--out", required=True, help="output folder (written atomically)")
-    parser.add_argument("--seed", type=int, default=2026, help="split seed")
+    parser.add_argument(
+        "--seed", type=int_range(0, 2**32 - 1), default=2026, help="split seed (0 to 2^32-1)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("--kcore", type=int, default=5, help="k-core k (amazon, csv)")
+    parser.add_argument("--kcore", type=int_range(1), default=5, help="k-core k (amazon, csv)")
     parser.add_argument("--name", dest="dataset_name", help="data set name (<name>.inter)")
     parser.add_argument(
         "--text-model",

@@ -11,26 +11,31 @@ Endpoints (OpenAPI docs at ``/docs``, schema at ``/openapi.json``):
 - ``GET /health``, ``GET /metrics`` (Prometheus text format).
 
 Every bad request gets a 4xx JSON body (``{"detail": ...}``): 400 bad values, 401/403 key
-problems, 404 unknown item ids, 422 malformed requests. Unknown users are not an error: they get
-the most popular items with ``fallback: true``.
+problems, 404 unknown item ids, 409 an item id that exists already, 413 a body over the limit
+(:data:`MAX_BODY_BYTES` by default), 422 malformed requests (also ``NaN``, ``Infinity``, numbers
+beyond float range and ids over :data:`ID_MAX_LENGTH` characters). Unknown users are not an error:
+they get the most popular items with ``fallback: true``.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import math
 import os
 import time
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import FastAPI, Header, HTTPException, Query, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mentor import __version__
 from mentor.errors import MentorError
-from mentor.serve.recommender import Recommender, UnknownIdError
+from mentor.serve.recommender import DuplicateIdError, Recommender, UnknownIdError
 
 MAX_K = 1000
 MAX_BATCH = 1000
@@ -42,6 +47,8 @@ INDEX_ENV = "MENTOR_INDEX"
 WORKERS_ENV = "MENTOR_WORKERS"
 ID_MAX_LENGTH = 512
 MAX_FEATURE = 1e6
+MAX_BODY_BYTES = 4 * 1024 * 1024
+MAX_BODY_ENV = "MENTOR_MAX_BODY_BYTES"
 
 log = logging.getLogger("mentor.serve")
 
@@ -56,6 +63,20 @@ def _json_int(value: Any) -> Any:
 
 
 JsonInt = Annotated[int, BeforeValidator(_json_int)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH)]
+STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+
+def _finite_json(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by its text (``"nan"``, ``"inf"``), so
+    that an error echoing the request's input is valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_json(v) for v in value]
+    return value
 
 
 class ErrorBody(BaseModel):
@@ -76,11 +97,11 @@ class UserList(BaseModel):
 class RecommendRequest(BaseModel):
     """Many users at once."""
 
-    model_config = ConfigDict(strict=True, extra="forbid")
-    users: list[str] = Field(min_length=1, max_length=MAX_BATCH)
+    model_config = STRICT
+    users: list[Id] = Field(min_length=1, max_length=MAX_BATCH)
     k: JsonInt = Field(10, ge=1, le=MAX_K)
     exclude_seen: bool = True
-    items: list[str] | None = Field(
+    items: list[Id] | None = Field(
         None, min_length=1, max_length=MAX_CANDIDATES, description="candidate item ids to rank"
     )
 
@@ -110,22 +131,21 @@ def _add_items_model(dims: dict[str, int]) -> type[BaseModel]:
         }
         features: Any = create_model(
             "Features",
-            __config__=ConfigDict(strict=True, extra="forbid", populate_by_name=True),
+            __config__=ConfigDict(**STRICT, populate_by_name=True),
             **fields,
         )
     else:
         features = dict[str, list[value]]  # type: ignore[valid-type]
-    strict = ConfigDict(strict=True, extra="forbid")
     item = create_model(
         "NewItem",
-        __config__=strict,
+        __config__=STRICT,
         __doc__="One cold-start item: its id and one feature vector per modality.",
-        id=(str, Field(min_length=1, max_length=ID_MAX_LENGTH)),
+        id=(Id, ...),
         features=(features, ...),
     )
     return create_model(
         "AddItemsRequest",
-        __config__=strict,
+        __config__=STRICT,
         __doc__=f"New items (at most {MAX_NEW_ITEMS} per request).",
         items=(list[item], Field(min_length=1, max_length=MAX_NEW_ITEMS)),  # type: ignore[valid-type]
     )
@@ -220,11 +240,49 @@ class _MetricsMiddleware:
             self.metrics.latency.labels(path).observe(time.perf_counter() - start)
 
 
+class _BodyLimit:
+    """Pure ASGI middleware: a request body over ``max_bytes`` gets a 413, whether its
+    Content-Length says so up front or a chunked body grows past it while it is read."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _detail(self) -> str:
+        return f"request body over {self.max_bytes:,} bytes; send smaller batches"
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if not length.isdigit() or int(length) > self.max_bytes:
+            await _error(413, self._detail())(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, self._detail())
+            return message
+
+        await self.app(scope, limited, send)
+
+
 def _error(status: int, detail: str) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
-def create_app(rec: Recommender, api_key: str | None = None, workers: int = 1) -> FastAPI:
+def create_app(
+    rec: Recommender,
+    api_key: str | None = None,
+    workers: int = 1,
+    max_body_bytes: int | None = None,
+) -> FastAPI:
     """The HTTP app over ``rec``.
 
     Args:
@@ -232,9 +290,15 @@ def create_app(rec: Recommender, api_key: str | None = None, workers: int = 1) -
             variable; None or empty disables adding items.
         workers: server processes; with more than one, ``POST /items`` is refused (each process
             holds its own catalogue, so an added item would reach only one of them).
+        max_body_bytes: largest request body accepted (413 beyond); default the
+            ``MENTOR_MAX_BODY_BYTES`` environment variable, else :data:`MAX_BODY_BYTES`.
     """
     if api_key is None:
         api_key = os.environ.get(API_KEY_ENV) or None
+    if max_body_bytes is None:
+        max_body_bytes = int(os.environ.get(MAX_BODY_ENV) or MAX_BODY_BYTES)
+    if max_body_bytes < 1:
+        raise MentorError(f"the request body limit must be at least 1 byte, got {max_body_bytes}")
     app = FastAPI(
         title="mentor recommendations",
         version=__version__,
@@ -245,12 +309,23 @@ def create_app(rec: Recommender, api_key: str | None = None, workers: int = 1) -
         ),
     )
     metrics = _Metrics()
-    app.add_middleware(_MetricsMiddleware, metrics=metrics)
+    app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(_MetricsMiddleware, metrics=metrics)  # outermost: counts the 413s too
 
     @app.exception_handler(MentorError)
     async def mentor_error(request: Request, exc: MentorError) -> JSONResponse:
-        status = 404 if isinstance(exc, UnknownIdError) else 400
+        status = 400
+        if isinstance(exc, UnknownIdError):
+            status = 404
+        elif isinstance(exc, DuplicateIdError):
+            status = 409
         return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # the errors echo the input, which may hold NaN or infinity (JSON has neither)
+        detail = _finite_json(jsonable_encoder(exc.errors()))
+        return JSONResponse({"detail": detail}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -317,15 +392,9 @@ def create_app(rec: Recommender, api_key: str | None = None, workers: int = 1) -
             )
         items = body.items  # type: ignore[attr-defined]
         ids = [item.id for item in items]
-        seen: set[str] = set()
-        for item_id in ids:
-            if item_id in rec.item_index or item_id in seen:
-                where = "already exists" if item_id in rec.item_index else "is given twice"
-                return _error(409, f"item id '{item_id}' {where}; new items need new ids")
-            seen.add(item_id)
         rows = [item.features.model_dump(by_alias=True) for item in items]
         features = {m: [row[m] for row in rows] for m in rec.feature_dims}
-        rec.add_items(ids, features)
+        rec.add_items(ids, features)  # checks the ids are new and adds them atomically
         return JSONResponse({"added": len(ids), "items": rec.n_items})
 
     add_items.__annotations__["body"] = add_body  # a class built for this bundle
@@ -359,17 +428,27 @@ def app_from_env() -> FastAPI:
 
 
 def serve(
-    bundle: str, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, index: str = "exact"
+    bundle: str,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    index: str = "exact",
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> None:
     """Run the server on uvicorn (blocks until stopped)."""
     import uvicorn
 
     if workers < 1:
         raise MentorError(f"--workers must be at least 1, got {workers}")
+    if not 1 <= port <= 65535:
+        raise MentorError(f"--port must be between 1 and 65535, got {port}")
+    if max_body_bytes < 1:
+        raise MentorError(f"--max-body-mb must be positive, got {max_body_bytes} bytes")
     Recommender.load(bundle, index="exact")  # fail fast, with a one-line error, on a bad bundle
     os.environ[BUNDLE_ENV] = str(bundle)
     os.environ[INDEX_ENV] = index
     os.environ[WORKERS_ENV] = str(workers)
+    os.environ[MAX_BODY_ENV] = str(max_body_bytes)
     uvicorn.run(
         "mentor.serve.app:app_from_env",
         factory=True,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,73 @@ class UnknownIdError(MentorError):
     """An item id that is not in the bundle (the server answers 404)."""
 
 
+class DuplicateIdError(MentorError):
+    """A new item id that exists already or is given twice (the server answers 409)."""
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    """``array`` marked read-only (a snapshot is never changed in place)."""
+    array.setflags(write=False)
+    return array
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """One immutable snapshot of the items: every reader takes the current snapshot once and
+    uses only it, and a writer builds a new snapshot and swaps it in whole (copy on write), so a
+    reader never sees the item matrix of one catalogue with the id list of another.
+
+    Attributes:
+        items: float32 [I, d], read-only.
+        ids: external ids in internal order (length I).
+        index: external id -> internal id (never changed after construction).
+        popularity: float32 [I] training interaction counts (0 for added items), read-only.
+        ann: an approximate index over exactly these items, or None.
+    """
+
+    items: np.ndarray
+    ids: tuple[str, ...]
+    index: Mapping[str, int]
+    popularity: np.ndarray
+    ann: Any = None
+
+    @classmethod
+    def build(
+        cls, items: np.ndarray, ids: Sequence[str], popularity: np.ndarray, ann: Any = None
+    ) -> Catalog:
+        """A snapshot over float32 ``items`` [I, d], ``ids`` [I] and ``popularity`` [I]."""
+        return cls(
+            _frozen(items),
+            tuple(ids),
+            {item: i for i, item in enumerate(ids)},
+            _frozen(popularity),
+            ann,
+        )
+
+    @cached_property
+    def unit(self) -> np.ndarray:
+        """Unit-normalised items float32 [I, d] (computed on first use; two threads racing
+        compute the same array)."""
+        norm = np.linalg.norm(self.items, axis=1, keepdims=True)
+        return _frozen(self.items / np.maximum(norm, 1e-12))
+
+    def extended(self, ids: Sequence[str], reps: np.ndarray) -> Catalog:
+        """A new snapshot with items ``ids`` (representations float32 [n, d]) appended, never
+        seen and with popularity 0; the approximate index, if any, is copied and extended."""
+        ann = self.ann
+        if ann is not None:
+            import faiss
+
+            ann = faiss.clone_index(ann)
+            ann.add(np.ascontiguousarray(reps, dtype=np.float32))
+        return Catalog.build(
+            np.concatenate([self.items, reps]),
+            [*self.ids, *ids],
+            np.concatenate([self.popularity, np.zeros(len(ids), np.float32)]),
+            ann,
+        )
+
+
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Best ``k`` columns per row of float [B, n], best first, ties to the lower index.
 
@@ -148,6 +216,20 @@ def _top_k_row(row: np.ndarray, k: int) -> np.ndarray:
     return part[np.lexsort((part, -row[part]))][:k]
 
 
+def _popular(catalog: Catalog, name: str, k: int, cand: np.ndarray | None) -> Recommendations:
+    """The ``k`` most popular items of ``catalog`` (among ``cand``, ascending internal ids, when
+    given) as a fallback list for ``name``; ties to the lower internal id."""
+    pool = np.arange(len(catalog.popularity)) if cand is None else cand
+    index, _ = top_k(catalog.popularity[pool][None, :], k)
+    chosen = pool[index[0]]
+    return Recommendations(
+        name,
+        [catalog.ids[i] for i in chosen],
+        catalog.popularity[chosen].astype(np.float64).tolist(),
+        True,
+    )
+
+
 def _check_k(k: Any) -> int:
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise MentorError(f"k must be a whole number of at least 1, got {k!r}")
@@ -161,29 +243,25 @@ class Recommender:
     Attributes:
         path: the bundle folder.
         model: the model name; config, metrics: the run's configuration and metrics.
-        users: float32 [U, d]; items: float32 [I', d] (I' grows with :meth:`add_items`).
-        user_ids, item_ids: external ids in internal order.
+        users: float32 [U, d]; user_ids: external user ids in internal order.
+        catalog: the current :class:`Catalog` snapshot (replaced whole by :meth:`add_items`);
+            :attr:`items`, :attr:`item_ids`, :attr:`item_index` and :attr:`popularity` read it.
     """
 
     path: Path
     model: str
     users: np.ndarray
-    items: np.ndarray
     user_ids: list[str]
-    item_ids: list[str]
     seen_indptr: np.ndarray
     seen_indices: np.ndarray
-    popularity: np.ndarray
     config: dict[str, Any]
     metrics: dict[str, Any]
     cold_start: ColdStartEncoder | None
+    catalog: Catalog
     no_cold_start: str = ""
     index_kind: str = "exact"
     user_index: dict[str, int] = field(default_factory=dict)
-    item_index: dict[str, int] = field(default_factory=dict)
-    _ann: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _unit_items: np.ndarray | None = None
 
     # ------------------------------------------------------------------------------------------
     @classmethod
@@ -232,12 +310,12 @@ class Recommender:
             path=path,
             model=str(manifest["model"]),
             users=tensors["users"],
-            items=tensors["items"],
             user_ids=[str(u) for u in ids["users"]],
-            item_ids=[str(i) for i in ids["items"]],
             seen_indptr=tensors["seen_indptr"],
             seen_indices=tensors["seen_indices"],
-            popularity=tensors["popularity"],
+            catalog=Catalog.build(
+                tensors["items"], [str(i) for i in ids["items"]], tensors["popularity"]
+            ),
             config=read_json(path / CONFIG),
             metrics=read_json(path / METRICS),
             cold_start=(
@@ -248,7 +326,6 @@ class Recommender:
             no_cold_start=cold_meta if isinstance(cold_meta, str) else "",
         )
         rec.user_index = {u: i for i, u in enumerate(rec.user_ids)}
-        rec.item_index = {it: i for i, it in enumerate(rec.item_ids)}
         if len(rec.user_index) != len(rec.users) or len(rec.item_index) != len(rec.items):
             raise MentorError(f"{path / IDS}: id lists do not match the tensors; re-bundle")
         if index not in ("exact", "faiss"):
@@ -257,6 +334,26 @@ class Recommender:
             rec._build_ann()
         rec.index_kind = index
         return rec
+
+    @property
+    def items(self) -> np.ndarray:
+        """Item representations float32 [I, d] of the current catalogue (read-only)."""
+        return self.catalog.items
+
+    @property
+    def item_ids(self) -> tuple[str, ...]:
+        """External item ids of the current catalogue, in internal order."""
+        return self.catalog.ids
+
+    @property
+    def item_index(self) -> Mapping[str, int]:
+        """External item id -> internal id, of the current catalogue."""
+        return self.catalog.index
+
+    @property
+    def popularity(self) -> np.ndarray:
+        """Training interaction count per item float32 [I] (0 for added items)."""
+        return self.catalog.popularity
 
     @property
     def n_users(self) -> int:
@@ -283,20 +380,29 @@ class Recommender:
         return self.seen_indices[self.seen_indptr[user] : self.seen_indptr[user + 1]]
 
     # ------------------------------------------------------------------------------------------
-    def _item_positions(self, items: Iterable[Any]) -> np.ndarray:
+    def _item_positions(self, catalog: Catalog, items: Iterable[Any]) -> np.ndarray:
+        """Internal ids int64 [n] of the candidate ``items``, ascending and without repeats (so
+        that ties are broken by the lower internal id, as on every other path)."""
         if isinstance(items, str):
             raise MentorError("items must be a list of item ids, not one string")
-        positions, unique = [], set()
+        positions = []
         for item in items:
-            pos = self.item_index.get(str(item))
+            pos = catalog.index.get(str(item))
             if pos is None:
                 raise UnknownIdError(f"unknown item id '{item}'")
-            if pos not in unique:
-                unique.add(pos)
-                positions.append(pos)
+            positions.append(pos)
         if not positions:
             raise MentorError("items is empty; give at least one candidate item id")
-        return np.asarray(positions, dtype=np.int64)
+        return np.unique(np.asarray(positions, dtype=np.int64))
+
+    def trained_user(self, user: str) -> int | None:
+        """The internal id of ``user`` when it was trained on at least one interaction; None
+        for an unknown user and for one that exists only in valid or test (its embedding was
+        never trained, so it is served like an unknown user)."""
+        row = self.user_index.get(user)
+        if row is None or self.seen_indptr[row + 1] == self.seen_indptr[row]:
+            return None
+        return row
 
     def recommend(
         self,
@@ -305,46 +411,53 @@ class Recommender:
         exclude_seen: bool = True,
         items: Sequence[str] | None = None,
     ) -> list[Recommendations]:
-        """Top-``k`` items of each user, best first.
+        """Top-``k`` items of each user, best first; equal scores rank the lower internal id
+        first.
 
         Args:
-            users: one external user id or a list of them. An unknown user gets the most popular
-                items (``fallback=True``).
+            users: one external user id or a list of them. An unknown user, or one without
+                training interactions, gets the most popular items (``fallback=True``).
             k: list length (a user with fewer candidates gets a shorter list).
             exclude_seen: leave out the items the user was trained on.
             items: candidate item ids to rank (default: every item); unknown ids are an error.
         """
         k = _check_k(k)
+        catalog = self.catalog  # one snapshot for the whole call
         single = isinstance(users, str)
         names = [users] if single else [str(u) for u in users]
-        cand = None if items is None else self._item_positions(items)
-        known = [self.user_index.get(u) for u in names]
+        cand = None if items is None else self._item_positions(catalog, items)
+        known = [self.trained_user(u) for u in names]
         rows = [i for i in known if i is not None]
         lists: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if rows:
-            ids, vals = self._rank(np.asarray(rows), k, exclude_seen, cand)
+            ids, vals = self._rank(catalog, np.asarray(rows), k, exclude_seen, cand)
             lists = {u: (a, b) for u, a, b in zip(rows, ids, vals, strict=True)}
         out = []
         for name, user in zip(names, known, strict=True):
             if user is None:
-                out.append(self._popular(name, k, cand))
+                out.append(_popular(catalog, name, k, cand))
             else:
                 idx, vals = lists[user]
                 out.append(
-                    Recommendations(name, [self.item_ids[i] for i in idx], vals.tolist(), False)
+                    Recommendations(name, [catalog.ids[i] for i in idx], vals.tolist(), False)
                 )
         return out
 
     def _rank(
-        self, users: np.ndarray, k: int, exclude_seen: bool, cand: np.ndarray | None
+        self,
+        catalog: Catalog,
+        users: np.ndarray,
+        k: int,
+        exclude_seen: bool,
+        cand: np.ndarray | None,
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Ranked internal item ids and scores per user of int64 ``users`` [B]."""
-        if cand is None and self._ann is not None:
-            return self._rank_ann(users, k, exclude_seen)
-        table = self.items if cand is None else self.items[cand]
+        if cand is None and catalog.ann is not None:
+            return self._rank_ann(catalog, users, k, exclude_seen)
+        table = catalog.items if cand is None else catalog.items[cand]
         scores = gemm_scores(self.users[users], table)
         if exclude_seen:
-            self._mask_seen(scores, users, cand)
+            self._mask_seen(scores, users, cand, len(catalog.items))
         local, valid = top_k_batch(scores, k) if len(users) >= BATCH_RANK_ROWS else top_k(scores, k)
         values = np.take_along_axis(scores, local, axis=1).astype(np.float64)
         index = local if cand is None else cand[local]
@@ -352,8 +465,10 @@ class Recommender:
         vals = [values[row][valid[row]] for row in range(len(users))]
         return ids, vals
 
-    def _mask_seen(self, scores: np.ndarray, users: np.ndarray, cand: np.ndarray | None) -> None:
-        """Set the scores of each user's seen items to ``-inf`` in place."""
+    def _mask_seen(
+        self, scores: np.ndarray, users: np.ndarray, cand: np.ndarray | None, n_items: int
+    ) -> None:
+        """Set the scores float [B, n] of each user's seen items to ``-inf`` in place."""
         starts, ends = self.seen_indptr[users], self.seen_indptr[users + 1]
         lengths = ends - starts
         rows = np.repeat(np.arange(len(users)), lengths)
@@ -362,52 +477,40 @@ class Recommender:
         if cand is None:
             scores[rows, cols] = -np.inf
             return
-        lookup = np.full(len(self.items), -1, dtype=np.int64)
+        lookup = np.full(n_items, -1, dtype=np.int64)
         lookup[cand] = np.arange(len(cand))
         local = lookup[cols]
         hit = local >= 0
         scores[rows[hit], local[hit]] = -np.inf
-
-    def _popular(self, name: str, k: int, cand: np.ndarray | None) -> Recommendations:
-        pool = np.arange(len(self.popularity)) if cand is None else cand
-        counts = self.popularity[pool][None, :]
-        index, _ = top_k(counts, k)
-        chosen = pool[index[0]]
-        return Recommendations(
-            name,
-            [self.item_ids[i] for i in chosen],
-            self.popularity[chosen].astype(np.float64).tolist(),
-            True,
-        )
 
     # ------------------------------------------------------------------------------------------
     def similar_items(self, item: str, k: int = 10) -> Recommendations:
         """The ``k`` items whose representations have the highest cosine with ``item``'s
         (the item itself left out)."""
         k = _check_k(k)
-        pos = self.item_index.get(str(item))
+        catalog = self.catalog
+        pos = catalog.index.get(str(item))
         if pos is None:
             raise UnknownIdError(f"unknown item id '{item}'")
-        unit = self._unit()
+        unit = catalog.unit
         sims = (unit @ unit[pos])[None, :]
         sims[0, pos] = -np.inf
         index, valid = top_k(sims, k)
         chosen = index[0][valid[0]]
         return Recommendations(
-            str(item), [self.item_ids[i] for i in chosen], sims[0, chosen].astype(float).tolist()
+            str(item), [catalog.ids[i] for i in chosen], sims[0, chosen].astype(float).tolist()
         )
-
-    def _unit(self) -> np.ndarray:
-        if self._unit_items is None or len(self._unit_items) != len(self.items):
-            norm = np.linalg.norm(self.items, axis=1, keepdims=True)
-            self._unit_items = self.items / np.maximum(norm, 1e-12)
-        return self._unit_items
 
     # ------------------------------------------------------------------------------------------
     def add_items(self, ids: Sequence[str], features: Mapping[str, Any]) -> None:
         """Add new items from their raw features ``{modality: [len(ids), dim]}`` (cold start).
 
-        They are ranked for every user from then on (never seen by anyone, no popularity).
+        They are ranked for every user from then on (never seen by anyone, no popularity). The
+        check that the ids are new and the swap to the extended catalogue happen under one lock,
+        so of several calls racing with the same new id exactly one succeeds.
+
+        Raises:
+            DuplicateIdError: an id exists already or is given twice.
         """
         if self.cold_start is None:
             raise MentorError(
@@ -421,10 +524,8 @@ class Recommender:
             raise MentorError("ids is empty; give at least one new item id")
         if len(set(names)) != len(names):
             dup = next(n for n in names if names.count(n) > 1)
-            raise MentorError(f"new item id '{dup}' is given twice")
-        clash = [n for n in names if n in self.item_index]
-        if clash:
-            raise MentorError(f"item id '{clash[0]}' already exists; new items need new ids")
+            raise DuplicateIdError(f"item id '{dup}' is given twice; new items need new ids")
+        self._check_new(self.catalog, names)  # fail before encoding when it is already clear
         if not isinstance(features, Mapping):
             raise MentorError("features must map modality names to matrices")
         with np.errstate(over="ignore", invalid="ignore"):
@@ -432,13 +533,14 @@ class Recommender:
         if not np.isfinite(reps).all():
             raise MentorError("features: values too large (representations overflow float32)")
         with self._lock:
-            start = len(self.item_ids)
-            self.items = np.concatenate([self.items, reps])
-            self.popularity = np.concatenate([self.popularity, np.zeros(len(names), np.float32)])
-            self.item_ids = self.item_ids + names
-            self.item_index.update({n: start + j for j, n in enumerate(names)})
-            if self._ann is not None:
-                self._ann.add(reps)
+            self._check_new(self.catalog, names)
+            self.catalog = self.catalog.extended(names, reps.astype(np.float32))
+
+    @staticmethod
+    def _check_new(catalog: Catalog, names: Sequence[str]) -> None:
+        clash = [n for n in names if n in catalog.index]
+        if clash:
+            raise DuplicateIdError(f"item id '{clash[0]}' already exists; new items need new ids")
 
     # ------------------------------------------------------------------------------------------
     def _build_ann(self) -> None:
@@ -449,22 +551,28 @@ class Recommender:
             raise MentorError(
                 "index='faiss' needs faiss; install it with pip install 'mentor-rec[faiss]'"
             ) from None
-        ann = faiss.IndexHNSWFlat(self.items.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+        catalog = self.catalog
+        ann = faiss.IndexHNSWFlat(catalog.items.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
         ann.hnsw.efConstruction = 80
-        ann.add(np.ascontiguousarray(self.items, dtype=np.float32))
-        self._ann = ann
+        ann.add(np.ascontiguousarray(catalog.items, dtype=np.float32))
+        self.catalog = Catalog.build(catalog.items, catalog.ids, catalog.popularity, ann)
 
     def _rank_ann(
-        self, users: np.ndarray, k: int, exclude_seen: bool
+        self, catalog: Catalog, users: np.ndarray, k: int, exclude_seen: bool
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Approximate top-``k`` from the HNSW index; seen items are filtered from a longer
         candidate list (``k`` plus the user's seen count)."""
         extra = 0
         if exclude_seen:
             extra = int((self.seen_indptr[users + 1] - self.seen_indptr[users]).max())
-        depth = min(k + extra, len(self.items))
-        self._ann.hnsw.efSearch = max(64, 2 * depth)
-        vals, idx = self._ann.search(np.ascontiguousarray(self.users[users]), depth)
+        depth = min(k + extra, len(catalog.items))
+        import faiss
+
+        # search parameters per call: no shared index state that two threads could race on
+        params = faiss.SearchParametersHNSW(efSearch=max(64, 2 * depth))
+        vals, idx = catalog.ann.search(
+            np.ascontiguousarray(self.users[users]), depth, params=params
+        )
         ids, scores = [], []
         for row, user in enumerate(users):
             keep = idx[row] >= 0
