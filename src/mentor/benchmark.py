@@ -24,7 +24,8 @@ from mentor.config import TrainConfig, apply_override, resolve_config
 from mentor.errors import MentorError
 from mentor.fsutil import RunLock, atomic_path, atomic_write_text
 from mentor.registry import get_model, model_names
-from mentor.search import grid_search, inert_keys
+from mentor.search import grid_search
+from mentor.training.runinfo import inert_keys
 
 DEFAULT_SEED = TrainConfig().seed
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")

@@ -1,7 +1,8 @@
 """Grid search over hyper-parameters, selected on the validation split only.
 
 Every combination trains in its own run folder (``<out>/<index>-<key=value,...>-<identity>``);
-finished combinations with the same identity are reused, so an interrupted search resumes. The
+finished runs whose ``run.json`` records the same identity are reused, so an interrupted search
+resumes. The
 best combination is the one with the highest valid metric; its test metrics are reported as they
 are, never used for selection.
 
@@ -15,7 +16,6 @@ like a full one.
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
 import json
 import re
@@ -26,11 +26,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from mentor import __version__
-from mentor.config import RunConfig, apply_override, parse_value, resolve_config
+from mentor.config import apply_override, parse_value, resolve_config
 from mentor.data.dataset import load_dataset
 from mentor.errors import MentorError
 from mentor.fsutil import RunLock, atomic_write_text
+from mentor.training.runinfo import recorded_identity, run_identity
 
 
 def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
@@ -67,29 +67,30 @@ def run_label(combo: dict[str, Any]) -> str:
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._=,+-]")
-# Settings that do not change what a run computes, left out of its identity.
-_NOT_IDENTITY = {("train", "threads"), ("eval", "batch_users"), ("data", "path")}
 
 
-def inert_keys(config: RunConfig) -> list[str]:
-    """Dotted keys (``model.<name>``) of the settings that change nothing as ``config`` stands,
-    as its model config's optional ``inert_keys()`` names them (e.g. SLMRec's ``reg`` without
-    ``use_reg``)."""
-    names = getattr(config.model, "inert_keys", None)
-    return [f"model.{key}" for key in (names() if names else [])]
+def _started(run: Path) -> bool:
+    """Whether ``run`` holds a finished or checkpointed run."""
+    return (run / "metrics.json").exists() or (run / "checkpoint.safetensors").exists()
 
 
-def run_identity(config: RunConfig, fingerprint: dict[str, str]) -> str:
-    """Short hash of everything that determines a run's results: the resolved configuration
-    (without thread count, evaluation batch size and data location, nor the model settings that
-    its config's ``inert_keys()`` names as unread), the data's checksums and the code version."""
-    tree = config.to_dict()
-    for section, key in _NOT_IDENTITY:
-        tree[section].pop(key, None)
-    for key in inert_keys(config):
-        tree["model"].pop(key.removeprefix("model."), None)
-    payload = {"config": tree, "data": fingerprint, "version": __version__}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+def _run_folder(out: Path, name: str, identity: str, log: Callable[[str], None]) -> Path:
+    """The folder of the run with ``identity`` in ``out``: an earlier one whose ``run.json``
+    records that identity (or one where no run started), else a new ``<name>-<identity>``.
+
+    A folder named with the identity whose run records another (extended by a resume with more
+    epochs, or on another device) is no longer the run of that identity and is left alone; the
+    new folder then gets a number, ``<name>-2-<identity>``.
+    """
+    for run in sorted(p for p in out.glob(f"*-{identity}") if p.is_dir()):
+        if not _started(run) or recorded_identity(run) == identity:
+            return run
+        log(f"{run.name}: resumed with other settings since it was trained; not reused")
+    run, copies = out / f"{name}-{identity}", 1
+    while run.exists():
+        copies += 1
+        run = out / f"{name}-{copies}-{identity}"
+    return run
 
 
 def _failure(run: Path, proc: subprocess.CompletedProcess[str]) -> MentorError:
@@ -117,9 +118,11 @@ def grid_search(
     """Train every combination (``workers`` at a time, each in a subprocess) and pick on valid.
 
     A combination's folder is ``<out>/<index>-<label>-<identity>``, where the identity hashes the
-    resolved configuration, the data's checksums and the code version (:func:`run_identity`).
-    A finished run with the same identity is reused, even from an earlier grid; a half-trained
-    one is resumed; anything trained with other settings, data or code is never reused.
+    resolved configuration, the data's checksums and the code version
+    (:func:`~mentor.training.runinfo.run_identity`). A finished run whose
+    ``run.json`` records the same identity is reused, even from an earlier grid; a half-trained
+    one is resumed; anything trained with other settings, data or code, or resumed since with
+    more epochs or on another device, is never reused.
 
     Args:
         model: registered model name.
@@ -167,8 +170,7 @@ def grid_search(
 
     def train(index: int) -> dict[str, Any]:
         combo, config, identity = combos[index], configs[index], identities[index]
-        found = sorted(p for p in out.glob(f"*-{identity}") if p.is_dir())
-        run = found[0] if found else out / f"{index:03d}-{run_label(combo)}-{identity}"
+        run = _run_folder(out, f"{index:03d}-{run_label(combo)}", identity, log)
         if not (run / "metrics.json").exists():
             config_file = out / f".config-{identity}.json"
             atomic_write_text(config_file, json.dumps(config.to_dict()))

@@ -45,7 +45,7 @@ from mentor.training.checkpoint import (
     restore_optimizer,
     save_tensors,
 )
-from mentor.training.runinfo import check_run_data, write_run_info
+from mentor.training.runinfo import check_run_data, record_resume, write_run_info
 
 CHECKPOINT = "checkpoint.safetensors"
 BEST = "best.safetensors"
@@ -205,8 +205,9 @@ def fit(
     with RunLock(run_dir):
         if resume:
             check_run_data(run_dir, dataset)
+            record_resume(run_dir, config)
         else:
-            write_run_info(run_dir, dataset)
+            write_run_info(run_dir, config, dataset)
         return _fit_locked(
             config, dataset, run_dir, resume, progress, log, device, evaluator, model
         )

@@ -1,30 +1,99 @@
-"""What a run records about itself: the code version and the checksums of its training data.
+"""What a run records about itself: its identity, the code version and its data's checksums.
 
-``run.json`` lets resume, evaluate, export and search refuse data that differs from what a run was
-trained on (instead of a size-mismatch traceback, or silently reusing a run on other data).
+A run's identity hashes everything that determines its results: the resolved configuration, the
+data's checksums and the package version. ``run.json`` stores it, so a search reuses a run only
+when it was trained as the search would train it; a resume that changes what the run computes
+(more epochs, another device, another version) records itself there and gives the run a new
+identity. ``run.json`` also lets resume, evaluate, export and search refuse data that differs from
+what a run was trained on (instead of a size-mismatch traceback, or silently reusing a run on
+other data).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from mentor import __version__
+from mentor.config import RunConfig
 from mentor.data.dataset import Dataset
 from mentor.errors import MentorError
 from mentor.fsutil import atomic_write_text
 
 RUN_INFO = "run.json"
+# Settings that do not change what a run computes, left out of its identity.
+_NOT_IDENTITY = {("train", "threads"), ("eval", "batch_users"), ("data", "path")}
 
 
-def write_run_info(run: Path, dataset: Dataset) -> None:
-    """Record the code version and the checksums of the data a run is trained on."""
+def inert_keys(config: RunConfig) -> list[str]:
+    """Dotted keys (``model.<name>``) of the settings that change nothing as ``config`` stands,
+    as its model config's optional ``inert_keys()`` names them (e.g. SLMRec's ``reg`` without
+    ``use_reg``)."""
+    names = getattr(config.model, "inert_keys", None)
+    return [f"model.{key}" for key in (names() if names else [])]
+
+
+def _short_hash(payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def run_identity(config: RunConfig, fingerprint: dict[str, str]) -> str:
+    """Short hash of everything that determines a run's results: the resolved configuration
+    (without thread count, evaluation batch size and data location, nor the model settings that
+    its config's ``inert_keys()`` names as unread), the data's checksums and the package version."""
+    tree = config.to_dict()
+    for section, key in _NOT_IDENTITY:
+        tree[section].pop(key, None)
+    for key in inert_keys(config):
+        tree["model"].pop(key.removeprefix("model."), None)
+    payload = {
+        "config": tree,
+        "data": fingerprint,
+        "version": __version__,
+    }
+    return _short_hash(payload)
+
+
+def write_run_info(run: Path, config: RunConfig, dataset: Dataset) -> None:
+    """Record a new run's identity, the code version and the checksums of its data."""
+    fingerprint = dataset.fingerprint()
     info = {
+        "identity": run_identity(config, fingerprint),
         "mentor_version": __version__,
         "data_path": str(Path(dataset.path).absolute()),
-        "data_fingerprint": dataset.fingerprint(),
+        "data_fingerprint": fingerprint,
     }
+    atomic_write_text(run / RUN_INFO, json.dumps(info, indent=2) + "\n")
+
+
+def record_resume(run: Path, config: RunConfig) -> None:
+    """Record in ``run.json`` a resume of ``run`` under ``config`` that changes what it computes.
+
+    A resume with the run's own settings and version (an interrupted run continued) changes
+    nothing. Any other (more epochs, another device, another version) is appended to ``resumes``
+    (its own identity, epochs and version) and the run's ``identity`` becomes a
+    hash of the one before and the resume's, so it matches no run trained in one go: a search
+    never takes an extended run for the run of its grid point. Runs without ``run.json`` (made
+    before it existed) are left as they are.
+    """
+    info = read_run_info(run)
+    if info is None:
+        return
+    current = run_identity(config, info["data_fingerprint"])
+    resumes = info.get("resumes", [])
+    if current == (resumes[-1]["identity"] if resumes else info.get("identity")):
+        return
+    resumes.append(
+        {
+            "identity": current,
+            "epochs": config.train.epochs,
+            "mentor_version": __version__,
+        }
+    )
+    info["resumes"] = resumes
+    info["identity"] = _short_hash([info.get("identity"), current])
     atomic_write_text(run / RUN_INFO, json.dumps(info, indent=2) + "\n")
 
 
@@ -40,6 +109,12 @@ def read_run_info(run: Path) -> dict[str, Any] | None:
     if not isinstance(info, dict) or not isinstance(info.get("data_fingerprint"), dict):
         raise MentorError(f"{path}: no data_fingerprint; the run folder is damaged")
     return info
+
+
+def recorded_identity(run: Path) -> str | None:
+    """The identity ``run.json`` records for ``run`` (``None`` for runs made before it did)."""
+    info = read_run_info(run)
+    return info.get("identity") if info else None
 
 
 def check_run_data(run: Path, dataset: Dataset) -> None:
