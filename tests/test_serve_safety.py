@@ -227,3 +227,56 @@ def test_out_of_range_numbers_are_usage_errors(
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert fragment in err.splitlines()[-1] and "internal error" not in err
+
+
+def _drop_users(data: Path, users: set[str]) -> None:
+    """Remove every row of the internal ``users`` from the .inter file and the user mapping."""
+    for name in ("tiny.inter", "u_id_mapping.tsv"):
+        path = data / name
+        lines = path.read_text().splitlines()
+        column = 0 if name.endswith(".inter") else 1
+        kept = [lines[0]] + [ln for ln in lines[1:] if ln.split("\t")[column] not in users]
+        path.write_text("\n".join(kept) + "\n")
+
+
+def test_gaps_in_user_ids_get_distinct_external_ids(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path, n_users=12, n_items=20)
+    _drop_users(data, {"3", "7"})  # two gaps: internal ids no split and no mapping line uses
+    rec = Recommender.load(_train(tmp_path, "bpr", data))
+    assert len(set(rec.user_ids)) == 12
+    assert rec.user_ids[3] == "<unmapped 3>" and rec.user_ids[7] == "<unmapped 7>"
+    assert rec.recommend(rec.user_ids[3], k=2)[0].fallback is True
+    assert main(["export", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "t.tsv")]) == 0
+    exported = (tmp_path / "t.tsv").read_text().splitlines()[1:]
+    assert {line.split("\t")[0] for line in exported} == {
+        u for i, u in enumerate(rec.user_ids) if i not in (3, 7)
+    }
+
+
+def test_clashing_external_ids_stop_export_and_bundle_before_writing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = make_dataset(tmp_path, n_users=12, n_items=20)
+    _drop_users(data, {"3"})
+    mapping = data / "u_id_mapping.tsv"
+    mapping.write_text(mapping.read_text().replace("u38\t5\n", "<unmapped 3>\t5\n"))
+    with pytest.raises(mentor.errors.MentorError, match="both have the external id"):
+        _train(tmp_path, "bpr", data)
+    assert not (tmp_path / "bundle").exists()
+    assert main(["export", "--run", str(tmp_path / "run"), "--out", str(tmp_path / "t.tsv")]) == 2
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("mentor: error")]
+    assert len(errors) == 1 and "user ids 3 and 5" in errors[0]
+    assert not (tmp_path / "t.tsv").exists()
+
+
+def test_users_only_in_valid_are_cold_when_valid_is_masked(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path, n_users=12, n_items=20)
+    inter = data / "tiny.inter"
+    lines = inter.read_text().splitlines()
+    kept = [lines[0]] + [
+        line for line in lines[1:] if not (line.split("\t")[0] == "5" and line.endswith("\t0"))
+    ]
+    inter.write_text("\n".join(kept) + "\n")
+    rec = Recommender.load(_train(tmp_path, "bpr", data, mask_valid_at_test=True))
+    assert len(rec.seen(5)) == 1  # its valid item is masked, yet it was never trained
+    assert rec.recommend(rec.user_ids[5], k=3)[0].fallback is True

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from mentor import __version__
+from mentor.data.dataset import check_distinct_ids
 from mentor.errors import MentorError
 from mentor.fsutil import file_mode, file_sha256
 from mentor.models.base import Recommender
@@ -105,6 +106,7 @@ def write_bundle(run: Path, out: Path, device: str = "cpu", data: Path | None = 
         raise MentorError(f"{out}: already exists; give a new folder with --out")
     loaded = load_run(Path(run), device, data)
     model, dataset = loaded.model, loaded.dataset
+    check_distinct_ids(dataset)
     model.eval()
     with torch.no_grad():
         model.prepare_scoring()
@@ -118,6 +120,9 @@ def write_bundle(run: Path, out: Path, device: str = "cpu", data: Path | None = 
         "seen_indptr": seen.indptr.astype(np.int64),
         "seen_indices": seen.indices.astype(np.int64),
         "popularity": popularity.astype(np.float32),
+        "trained": (np.bincount(dataset.train[:, 0], minlength=dataset.n_users) > 0).astype(
+            np.uint8
+        ),
     }
     if not isinstance(cold, str):
         tensors.update(cold[1])

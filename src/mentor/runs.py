@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from mentor.config import RunConfig, resolve_config
-from mentor.data.dataset import Dataset, load_dataset
+from mentor.data.dataset import Dataset, check_distinct_ids, load_dataset
 from mentor.errors import MentorError
 from mentor.fsutil import atomic_path
 from mentor.models.base import Recommender
@@ -90,6 +90,7 @@ def export_topk(loaded: LoadedRun, k: int, out: Path) -> int:
     if k < 1:
         raise MentorError(f"--k must be at least 1, got {k}")
     dataset = loaded.dataset
+    check_distinct_ids(dataset)
     users = np.unique(dataset.train[:, 0])
     topk = loaded.evaluator.rank(loaded.model, users, k, loaded.device, "test").numpy()
     exclude = loaded.evaluator.exclude["test"]

@@ -206,6 +206,26 @@ def read_inter(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str
     return users, items, labels_arr, warnings
 
 
+def unmapped_id(internal: int) -> str:
+    """The external id of an internal id that the mapping leaves out (an id in a gap of the
+    id space, absent from every split): distinct per internal id."""
+    return f"<unmapped {internal}>"
+
+
+def check_distinct_ids(dataset: Dataset) -> None:
+    """Raise a one-line MentorError unless every internal user and item id has its own external
+    id (what export and bundle files need to be read back)."""
+    for what, ids in (("user", dataset.user_ids), ("item", dataset.item_ids)):
+        seen: dict[str, int] = {}
+        for internal, external in enumerate(ids):
+            if external in seen:
+                raise MentorError(
+                    f"{dataset.path}: internal {what} ids {seen[external]} and {internal} both "
+                    f"have the external id {external!r}; give each its own id in the mapping"
+                )
+            seen[external] = internal
+
+
 def read_mapping(path: Path, internal_name: str) -> dict[int, str]:
     """Read an id mapping (``u_id_mapping.tsv|csv`` / ``i_id_mapping.tsv|csv``, tab-separated
     with a header: external id, internal id): internal id -> external id."""
@@ -370,7 +390,8 @@ def load_dataset(folder: str | Path, modalities: list[str] | None = None) -> Dat
     def externals(mapping: dict[int, str] | None, n: int) -> list[str]:
         if mapping is None:
             return [str(i) for i in range(n)]
-        return [mapping.get(i, "") for i in range(n)]  # only users absent from every split lack one
+        # only ids absent from every split lack one; each gets its own placeholder
+        return [mapping.get(i, unmapped_id(i)) for i in range(n)]
 
     return Dataset(
         name=inter.stem,

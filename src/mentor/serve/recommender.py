@@ -244,6 +244,7 @@ class Recommender:
         path: the bundle folder.
         model: the model name; config, metrics: the run's configuration and metrics.
         users: float32 [U, d]; user_ids: external user ids in internal order.
+        trained: bool [U], whether each user had training interactions.
         catalog: the current :class:`Catalog` snapshot (replaced whole by :meth:`add_items`);
             :attr:`items`, :attr:`item_ids`, :attr:`item_index` and :attr:`popularity` read it.
     """
@@ -258,6 +259,7 @@ class Recommender:
     metrics: dict[str, Any]
     cold_start: ColdStartEncoder | None
     catalog: Catalog
+    trained: np.ndarray
     no_cold_start: str = ""
     index_kind: str = "exact"
     user_index: dict[str, int] = field(default_factory=dict)
@@ -316,6 +318,12 @@ class Recommender:
             catalog=Catalog.build(
                 tensors["items"], [str(i) for i in ids["items"]], tensors["popularity"]
             ),
+            # bundles record which users had training rows; before, seen items tell it
+            trained=(
+                tensors["trained"].astype(bool)
+                if "trained" in tensors
+                else np.diff(tensors["seen_indptr"]) > 0
+            ),
             config=read_json(path / CONFIG),
             metrics=read_json(path / METRICS),
             cold_start=(
@@ -326,7 +334,11 @@ class Recommender:
             no_cold_start=cold_meta if isinstance(cold_meta, str) else "",
         )
         rec.user_index = {u: i for i, u in enumerate(rec.user_ids)}
-        if len(rec.user_index) != len(rec.users) or len(rec.item_index) != len(rec.items):
+        if (
+            len(rec.user_index) != len(rec.users)
+            or len(rec.item_index) != len(rec.items)
+            or len(rec.trained) != len(rec.users)
+        ):
             raise MentorError(f"{path / IDS}: id lists do not match the tensors; re-bundle")
         if index not in ("exact", "faiss"):
             raise MentorError(f"index must be 'exact' or 'faiss', got {index!r}")
@@ -400,9 +412,7 @@ class Recommender:
         for an unknown user and for one that exists only in valid or test (its embedding was
         never trained, so it is served like an unknown user)."""
         row = self.user_index.get(user)
-        if row is None or self.seen_indptr[row + 1] == self.seen_indptr[row]:
-            return None
-        return row
+        return row if row is not None and self.trained[row] else None
 
     def recommend(
         self,
