@@ -49,3 +49,29 @@ def test_settings_are_routed_and_checked(tmp_path: Path) -> None:
     assert not (tmp_path / "r2").exists()
     with pytest.raises(MentorError, match="split must be"):
         mentor.evaluate(tmp_path / "r", split="train")
+
+
+def test_numpy_scalars_are_accepted(tmp_path: Path) -> None:
+    """Settings and k from NumPy (a grid built with np.arange, a pandas row) work as Python
+    numbers; a value JSON cannot hold is a TypeError naming the setting."""
+    import numpy as np
+
+    data = make_dataset(tmp_path, n_items=60)
+    run = tmp_path / "run"
+    mentor.train(
+        "lightgcn", data, run, n_layers=np.int64(1), epochs=np.int32(2),
+        learning_rate=np.float32(0.01), topk=np.array([10, 20]), progress=False,
+        log=lambda _: None,
+    )  # fmt: skip
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["epochs"] == 2 and config["model"]["n_layers"] == 1
+    assert config["eval"]["topk"] == [10, 20]
+    assert (
+        mentor.resume(run, epochs=np.int64(3), progress=False, log=lambda _: None)["epochs_run"]
+        == 3
+    )
+    assert mentor.evaluate(run, split=np.str_("valid"))["recall@10"] >= 0
+    assert mentor.export(run, tmp_path / "top.tsv", k=np.int64(4)) > 0
+    assert len((tmp_path / "top.tsv").read_text().splitlines()) > 4
+    with pytest.raises(TypeError, match="setting 'epochs'"):
+        mentor.train("bpr", data, tmp_path / "r", epochs=object())

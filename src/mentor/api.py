@@ -38,6 +38,24 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
+def _plain(value: Any, name: str) -> Any:
+    """``value`` with NumPy scalars and arrays turned into Python numbers and lists (so that
+    ``epochs=np.int64(5)`` works); anything else JSON cannot hold is a TypeError naming ``name``."""
+    import numpy as np
+
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    if isinstance(value, list | tuple):
+        return [_plain(v, name) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v, name) for k, v in value.items()}
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise TypeError(
+        f"setting '{name}': expected a number, string, bool or list, got {type(value).__name__}"
+    )
+
+
 def _route(model: str, settings: Mapping[str, Any]) -> list[str]:
     """Turn keyword settings into dotted ``section.key=value`` overrides.
 
@@ -73,7 +91,7 @@ def _route(model: str, settings: Mapping[str, Any]) -> list[str]:
                     f"e.g. '{found[0]}.{key}'"
                 )
             dotted = f"{found[0]}.{key}"
-        out.append(f"{dotted}={json.dumps(value)}")
+        out.append(f"{dotted}={json.dumps(_plain(value, key))}")
     return out
 
 
@@ -255,11 +273,14 @@ def export(
 
     Returns the number of users written.
     """
+    import numpy as np
+
     from mentor.fsutil import check_output_file
     from mentor.runs import export_topk, load_run
 
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
         raise MentorError(f"--k must be at least 1 (a whole number), got {k!r}")
+    k = int(k)
     check_output_file(Path(out))
     loaded = load_run(Path(run), device, Path(data) if data else None)
     return export_topk(loaded, k, Path(out))
