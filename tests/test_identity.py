@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import make_dataset
 
 import mentor
 from mentor.cli import main
 from mentor.search import grid_search
+from mentor.training import runinfo
 from mentor.training.runinfo import read_run_info
 
 
@@ -45,3 +47,37 @@ def test_search_does_not_reuse_a_run_extended_by_resume(tmp_path: Path) -> None:
     third = grid_search("bpr", base, grid, out, log=quiet)
     assert third["runs"][0]["run"] == fresh.name
     assert len([p for p in out.iterdir() if p.is_dir()]) == 2
+
+
+def test_runs_of_other_code_are_not_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = make_dataset(tmp_path, n_items=60)
+    base = {"data": {"path": str(data)}, "train": {"epochs": 1}}
+    grid = {"model.reg_weight": [1e-3]}
+    out = tmp_path / "search"
+    run = out / grid_search("bpr", base, grid, out, log=quiet)["runs"][0]["run"]
+    assert grid_search("bpr", base, grid, out, log=quiet)["runs"][0]["run"] == run.name
+    # the same settings and data under other model or training code: a new identity, a new run
+    monkeypatch.setattr(runinfo, "code_digest", lambda: "0" * 64)
+    other = grid_search("bpr", base, grid, out, log=quiet)["runs"][0]["run"]
+    assert other != run.name
+    assert other.rsplit("-", 1)[1] != run.name.rsplit("-", 1)[1]
+    assert len([p for p in out.iterdir() if p.is_dir()]) == 2
+    monkeypatch.undo()
+    info = read_run_info(run)
+    assert info["code_digest"] == runinfo.code_digest()
+    assert info["mentor_version"] == mentor.__version__
+
+
+def test_code_digest_is_computed_once_over_the_result_code() -> None:
+    digest = runinfo.code_digest()
+    assert len(digest) == 64 and int(digest, 16) >= 0
+    calls = runinfo.code_digest.cache_info().hits
+    assert runinfo.code_digest() == digest
+    assert runinfo.code_digest.cache_info().hits == calls + 1
+    package = Path(mentor.__file__).parent
+    assert all((package / part).exists() for part in runinfo.RESULT_CODE)
+
+
+def test_the_changelog_has_an_entry_for_this_version() -> None:
+    changelog = Path(__file__).resolve().parents[1] / "CHANGELOG.md"
+    assert f"## [{mentor.__version__}] - " in changelog.read_text()

@@ -118,8 +118,8 @@ def grid_search(
     """Train every combination (``workers`` at a time, each in a subprocess) and pick on valid.
 
     A combination's folder is ``<out>/<index>-<label>-<identity>``, where the identity hashes the
-    resolved configuration, the data's checksums and the code version
-    (:func:`~mentor.training.runinfo.run_identity`). A finished run whose
+    resolved configuration, the data's checksums, the code version and the digest of the code
+    that computes results (:func:`~mentor.training.runinfo.run_identity`). A finished run whose
     ``run.json`` records the same identity is reused, even from an earlier grid; a half-trained
     one is resumed; anything trained with other settings, data or code, or resumed since with
     more epochs or on another device, is never reused.
