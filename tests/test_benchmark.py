@@ -116,6 +116,14 @@ def test_parse_models_and_grids(tmp_path: Path) -> None:
         grids_for(["bpr"], str(bad))
     with pytest.raises(MentorError, match="'default', 'none' or a JSON"):
         grids_for(["bpr"], "nonsense")
+    twice = tmp_path / "twice.json"
+    twice.write_text(
+        '{"bpr": {"model.reg_weight": [0.1, 0.1, 0.01], "model.embedding_size": [8, 8]}}'
+    )
+    # a value listed twice counts once: embedding_size is a one-valued (fixed) key
+    assert grids_for(["bpr"], str(twice)) == {
+        "bpr": {"model.reg_weight": [0.1, 0.01], "model.embedding_size": [8]}
+    }
 
 
 def test_every_model_has_a_grid_of_valid_keys(tmp_path: Path) -> None:

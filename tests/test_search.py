@@ -111,3 +111,20 @@ def test_settings_a_model_does_not_read_train_once(tmp_path: Path) -> None:
     base["model"] = {"train_tables": True}
     trained = grid_search("mmgcn", base, grid, tmp_path / "mmgcn-t", log=lambda _: None)
     assert trained["grid_size"] == 2 and len(trained["runs"]) == 2
+
+
+def test_a_value_listed_twice_counts_once(tmp_path: Path) -> None:
+    pytest.importorskip("optuna")
+    data = make_dataset(tmp_path, n_items=60)
+    out = tmp_path / "twice"
+    argv = ["search", "--model", "bpr", "--data", str(data), "--out", str(out), "--epochs", "1"]
+    argv += ["--grid", "model.reg_weight=[0.1,0.1,0.01]", "--trials", "1"]
+    assert main(argv) == 0
+    summary = json.loads((out / "search.json").read_text())
+    assert summary["grid_size"] == 2 and len(summary["runs"]) == 1
+    # the Python function, with repeats in two keys: each distinct combination once
+    base = {"data": {"path": str(data)}, "train": {"epochs": 1}}
+    grid = {"model.reg_weight": [1.0, 0.01, 1.0, 0.1], "model.embedding_size": [8, 8, 16]}
+    sampled = grid_search("bpr", base, grid, out, log=lambda _: None, trials=4)
+    params = [json.dumps(r["params"], sort_keys=True) for r in sampled["runs"]]
+    assert sampled["grid_size"] == 6 and len(params) == 4 and len(set(params)) == 4

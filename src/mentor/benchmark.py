@@ -24,7 +24,7 @@ from mentor.config import TrainConfig, apply_override, resolve_config
 from mentor.errors import MentorError
 from mentor.fsutil import RunLock, atomic_path, atomic_write_text
 from mentor.registry import get_model, model_names
-from mentor.search import grid_search
+from mentor.search import distinct_values, grid_search
 from mentor.training.runinfo import inert_keys
 
 DEFAULT_SEED = TrainConfig().seed
@@ -43,7 +43,8 @@ def parse_models(text: str) -> list[str]:
 
 def grids_for(models: list[str], grid: str) -> dict[str, dict[str, list[Any]]]:
     """Each model's search space: ``default`` (its registered MMRec grid), ``none`` (its fixed
-    defaults) or a JSON/YAML file mapping model name -> ``{dotted key: [values]}``."""
+    defaults) or a JSON/YAML file mapping model name -> ``{dotted key: [values]}`` (a value
+    listed twice counts once)."""
     if grid == "default":
         return {m: dict(get_model(m).grid) for m in models}
     if grid == "none":
@@ -64,7 +65,9 @@ def grids_for(models: list[str], grid: str) -> dict[str, dict[str, list[Any]]]:
         entry = tree.get(model, tree.get(get_model(model).name, {}))
         if not isinstance(entry, dict):
             raise MentorError(f"{path}: the grid of '{model}' must map dotted keys to lists")
-        out[model] = {k: v if isinstance(v, list) else [v] for k, v in entry.items()}
+        out[model] = {
+            k: distinct_values(v) if isinstance(v, list) else [v] for k, v in entry.items()
+        }
         empty = [k for k, v in out[model].items() if not v]
         if empty:
             raise MentorError(f"{path}: {model}: the values of '{empty[0]}' are an empty list")

@@ -52,6 +52,11 @@ def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
     return grid
 
 
+def distinct_values(values: list[Any]) -> list[Any]:
+    """``values`` without repeats (values equal as ``==`` compares them), in their order."""
+    return [value for i, value in enumerate(values) if value not in values[:i]]
+
+
 def combinations(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     """Cartesian product of the grid, in a stable order."""
     keys = list(grid)
@@ -122,7 +127,8 @@ def grid_search(
     that computes results (:func:`~mentor.training.runinfo.run_identity`). A finished run whose
     ``run.json`` records the same identity is reused, even from an earlier grid; a half-trained
     one is resumed; anything trained with other settings, data or code, or resumed since with
-    more epochs or on another device, is never reused.
+    more epochs or on another device, is never reused. A value listed twice in ``grid`` counts
+    once.
 
     Args:
         model: registered model name.
@@ -145,6 +151,7 @@ def grid_search(
         raise MentorError(f"--trials must be at least 0 (0: the whole grid), got {trials}")
     if out.exists() and not out.is_dir():
         raise MentorError(f"{out}: exists and is not a folder; give a search folder with --out")
+    grid = {key: distinct_values(values) for key, values in grid.items()}
     combos = combinations(grid)
     configs = []
     for combo in combos:
