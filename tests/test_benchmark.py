@@ -103,6 +103,38 @@ def test_benchmark_marks_settings_the_chosen_model_does_not_read(tmp_path: Path)
         assert json.loads(next(csv.DictReader(handle))["inert"]) == ["model.reg_weight"]
 
 
+def test_benchmark_selects_every_model_on_one_metric(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    data = make_dataset(tmp_path, n_items=60, features={"image": 6, "text": 5})
+    out = tmp_path / "bench"
+    common = ["benchmark", "--data", str(data), "--out", str(out), "--seeds", "1"]
+    common += ["--grid", "none", "--epochs", "2"]
+    # MENTOR's own default selects on Recall@10, BPR's on Recall@20: one metric for the table
+    assert main([*common, "--models", "mentor,bpr"]) == 0
+    payload = json.loads((out / "results.json").read_text())
+    assert [row["valid_metric"] for row in payload["rows"]] == ["recall@20", "recall@20"]
+    assert payload["select_metric"] == "recall@20"
+    mentor = payload["rows"][0]
+    config = json.loads((out / "runs" / "mentor" / mentor["runs"][0] / "config.json").read_text())
+    assert config["eval"]["valid_metric"] == "recall@20"  # early stopping and best epoch too
+    assert "chosen on valid recall@20 only" in (out / "results.md").read_text()
+    with open(out / "results.csv") as handle:
+        assert {r["valid_metric"] for r in csv.DictReader(handle)} == {"recall@20"}
+    # another metric: the rows selected on Recall@20 leave the table
+    capsys.readouterr()
+    assert main([*common, "--models", "pop", "--select-metric", "NDCG@10"]) == 0
+    assert "were made with another select_metric" in capsys.readouterr().out
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["select_metric"] == "ndcg@10"
+    assert [row["model"] for row in payload["rows"]] == ["pop"]
+    # the metric is the benchmark's setting, not a model's
+    assert main([*common, "--models", "pop", "--set", "eval.valid_metric=recall@10"]) == 2
+    assert "give it with --select-metric" in capsys.readouterr().err
+    assert main([*common, "--models", "pop", "--select-metric", "recall@7"]) == 2
+    assert "--select-metric recall@7: eval.valid_metric uses @7" in capsys.readouterr().err
+
+
 def test_parse_models_and_grids(tmp_path: Path) -> None:
     assert parse_models("all") == model_names()
     assert parse_models("BPR, lightgcn,bpr") == ["bpr", "lightgcn"]

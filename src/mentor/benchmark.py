@@ -3,8 +3,11 @@
 For every model: its search space (MMRec's grid by default) is searched with
 :func:`mentor.search.grid_search`, the best combination is chosen on the **valid** split, and that
 configuration is trained again with ``seeds`` seeds (the search's own run counts as the first
-seed). All runs of a model live in ``<out>/runs/<model>/`` and are reused by identity, so an
-interrupted benchmark resumes where it stopped.
+seed). Every model is selected on one valid metric (``select_metric``, Recall@20 by default):
+its early stopping and best epoch as well as its configuration, whatever its own default
+(MENTOR's official configuration selects on Recall@10). All runs of a model live in
+``<out>/runs/<model>/`` and are reused by identity, so an interrupted benchmark resumes where it
+stopped.
 
 Writes ``results.json``, ``results.csv``, ``results.md`` and ``results.png`` (test Recall@20, mean
 with sample-sd error bars) in ``out``.
@@ -28,6 +31,7 @@ from mentor.search import distinct_values, grid_search
 from mentor.training.runinfo import inert_keys
 
 DEFAULT_SEED = TrainConfig().seed
+SELECT_METRIC = "recall@20"
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
 
 
@@ -174,6 +178,7 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
         "inert",
         "grid_runs",
         "grid_size",
+        "valid_metric",
         "seeds",
         "best_epoch",
         "seconds_per_epoch",
@@ -231,6 +236,7 @@ def run_benchmark(
     base: dict[str, Any] | None = None,
     log: Callable[[str], None] = print,
     trials: int = 0,
+    select_metric: str = SELECT_METRIC,
 ) -> list[dict[str, Any]]:
     """Search each model on valid, train the winner with ``seeds`` seeds, write the results.
 
@@ -244,6 +250,8 @@ def run_benchmark(
         base: shared settings (sections data/model/train/eval), e.g. ``{"train": {"epochs": 5}}``.
         trials: a grid larger than this is searched with this many TPE-proposed combinations
             (see :func:`mentor.search.grid_search`); 0 searches every grid whole.
+        select_metric: the valid metric every model's training (early stopping, best epoch) and
+            configuration are selected on; ``base`` may not set ``eval.valid_metric``.
     Returns:
         One row per model (as in ``results.json``).
     """
@@ -252,13 +260,14 @@ def run_benchmark(
     if out.exists() and not out.is_dir():
         raise MentorError(f"{out}: exists and is not a folder; give a benchmark folder with --out")
     grids = grids_for(models, grid)
-    earlier = _earlier_rows(out, data, models)
+    shared = _shared_settings(models, base or {}, data, select_metric)
+    table = {"select_metric": shared["eval"]["valid_metric"]}
+    earlier = _earlier_rows(out, data, models, table, log)
     seed_list = [DEFAULT_SEED, *[s for s in range(1, seeds + 5) if s != DEFAULT_SEED]][:seeds]
     rows = []
     with RunLock(out):
         for model in models:
-            tree = json.loads(json.dumps(base or {}))
-            tree.setdefault("data", {})["path"] = str(data)
+            tree = json.loads(json.dumps(shared))
             runs = out / "runs" / model
             log(f"{model}: searching {_size(grids[model])} combination(s) on valid")
             search = grid_search(
@@ -282,13 +291,39 @@ def run_benchmark(
                 run["seed"] = seed
             inert = inert_keys(resolve_config(model, chosen))
             rows.append(summarise(model, search, seeded["runs"], grids[model], inert))
-            _write([*earlier, *rows], out, data)
+            _write([*earlier, *rows], out, data, table)
     return rows
 
 
-def _earlier_rows(out: Path, data: Path, models: list[str]) -> list[dict[str, Any]]:
+def _shared_settings(
+    models: list[str], base: dict[str, Any], data: Path, select_metric: str
+) -> dict[str, Any]:
+    """The settings of every run: ``base`` (checked), the data folder and ``select_metric`` as
+    every model's ``eval.valid_metric`` (normalised, e.g. ``Recall@20`` -> ``recall@20``)."""
+    if not models:
+        raise MentorError("--models: give at least one model name, or 'all'")
+    tree = json.loads(json.dumps(base))
+    resolve_config(models[0], tree)  # sections and types of the shared settings, checked first
+    if "valid_metric" in tree.get("eval", {}):
+        raise MentorError(
+            "eval.valid_metric: a benchmark selects every model on one valid metric; "
+            "give it with --select-metric"
+        )
+    tree.setdefault("eval", {})["valid_metric"] = select_metric
+    tree.setdefault("data", {})["path"] = str(data)
+    try:
+        tree["eval"]["valid_metric"] = resolve_config(models[0], tree).eval.valid_metric
+    except MentorError as exc:
+        raise MentorError(f"--select-metric {select_metric}: {exc}") from None
+    return tree
+
+
+def _earlier_rows(
+    out: Path, data: Path, models: list[str], table: dict[str, Any], log: Callable[[str], None]
+) -> list[dict[str, Any]]:
     """Rows of models that an earlier call wrote to ``out/results.json`` and this call does not
-    rerun (kept in the tables, so models can be benchmarked one call at a time)."""
+    rerun (kept in the tables, so models can be benchmarked one call at a time), when that call's
+    ``table`` settings (the selection metric) were the same; otherwise none, with a log line."""
     path = out / "results.json"
     if not path.exists():
         return []
@@ -303,7 +338,16 @@ def _earlier_rows(out: Path, data: Path, models: list[str]) -> list[dict[str, An
         raise MentorError(
             f"{path}: holds a benchmark of {earlier_data}, not {data}; use another --out"
         )
-    return [row for row in rows if row.get("model") not in models]
+    kept = [row for row in rows if row.get("model") not in models]
+    changed = [key for key, value in table.items() if payload.get(key) != value]
+    if kept and changed:
+        names = ", ".join(row.get("model", "?") for row in kept)
+        log(
+            f"{path}: the rows of {names} were made with another {', '.join(changed)}; "
+            "left out of the new table (benchmark those models again to compare them)"
+        )
+        return []
+    return kept
 
 
 def _size(grid: dict[str, list[Any]]) -> int:
@@ -314,17 +358,19 @@ def _size(grid: dict[str, list[Any]]) -> int:
     return size
 
 
-def _write(rows: list[dict[str, Any]], out: Path, data: Path) -> None:
+def _write(rows: list[dict[str, Any]], out: Path, data: Path, table: dict[str, Any]) -> None:
+    """``results.json`` (with the ``table`` settings), ``.csv``, ``.md`` and ``.png``."""
     from mentor.hardware import describe_machine
 
     machine = describe_machine()
     counts = sorted({len(row["seeds"]) for row in rows})
     seeds = "/".join(str(c) for c in counts)
     header = (
-        f"Test metrics as mean ± sample sd over {seeds} seed(s) on {data.name}; each model's "
-        f"configuration chosen on valid only. Machine: {machine}."
+        f"Test metrics as mean ± sample sd over {seeds} seed(s) on {data.name}; every model's "
+        f"epoch and configuration chosen on valid {table['select_metric']} only. "
+        f"Machine: {machine}."
     )
-    payload = {"data": str(data), "seeds": counts[-1], "machine": machine, "rows": rows}
+    payload = {"data": str(data), **table, "seeds": counts[-1], "machine": machine, "rows": rows}
     atomic_write_text(out / "results.json", json.dumps(payload, indent=2) + "\n")
     atomic_write_text(out / "results.csv", to_csv(rows))
     atomic_write_text(out / "results.md", markdown(rows, header))

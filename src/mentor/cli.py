@@ -202,6 +202,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         threads=args.threads,
         base=tree,
         trials=args.trials,
+        select_metric=args.select_metric,
     )
     print((out / "results.md").read_text())
     print(f"results: {out / 'results.md'}, results.csv, results.json, results.png")
@@ -339,6 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--workers", type=int, default=1, help="runs in parallel")
     bench.add_argument("--threads", type=int, default=0, help="torch threads per run")
     bench.add_argument("--trials", type=int, default=0, metavar="N", help=TRIALS_HELP)
+    bench.add_argument(
+        "--select-metric",
+        default="recall@20",
+        metavar="METRIC@K",
+        help="valid metric every model's epoch and configuration are chosen on (default "
+        "recall@20, whatever a model's own default)",
+    )
     bench.set_defaults(func=cmd_benchmark)
 
     quick = sub.add_parser(
