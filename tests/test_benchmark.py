@@ -124,7 +124,7 @@ def test_benchmark_selects_every_model_on_one_metric(
     # another metric: the rows selected on Recall@20 leave the table
     capsys.readouterr()
     assert main([*common, "--models", "pop", "--select-metric", "NDCG@10"]) == 0
-    assert "were made with another select_metric" in capsys.readouterr().out
+    assert "were made with another selection metric" in capsys.readouterr().out
     payload = json.loads((out / "results.json").read_text())
     assert payload["select_metric"] == "ndcg@10"
     assert [row["model"] for row in payload["rows"]] == ["pop"]
@@ -133,6 +133,32 @@ def test_benchmark_selects_every_model_on_one_metric(
     assert "give it with --select-metric" in capsys.readouterr().err
     assert main([*common, "--models", "pop", "--select-metric", "recall@7"]) == 2
     assert "--select-metric recall@7: eval.valid_metric uses @7" in capsys.readouterr().err
+
+
+def test_benchmark_records_the_settings_given_to_every_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    data = make_dataset(tmp_path, n_items=60)
+    out = tmp_path / "bench"
+    common = ["benchmark", "--data", str(data), "--out", str(out), "--seeds", "1"]
+    common += ["--grid", "none"]
+    argv = [*common, "--models", "bpr", "--epochs", "2", "--set", "model.reg_weight=0.5"]
+    assert main(argv) == 0
+    given = {"model.reg_weight": 0.5, "train.epochs": 2}
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["overrides"] == given
+    md = (out / "results.md").read_text()
+    assert "Settings given to every run (over each model's defaults): " in md
+    assert "model.reg_weight=0.5" in md and "train.epochs=2" in md
+    with open(out / "results.csv") as handle:
+        assert [json.loads(r["overrides"]) for r in csv.DictReader(handle)] == [given]
+    # none given: said so; the rows made with other overrides leave the table
+    capsys.readouterr()
+    assert main([*common, "--models", "pop"]) == 0
+    assert "were made with other overrides" in capsys.readouterr().out
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["overrides"] == {} and [r["model"] for r in payload["rows"]] == ["pop"]
+    assert "(over each model's defaults): none." in (out / "results.md").read_text()
 
 
 def test_parse_models_and_grids(tmp_path: Path) -> None:

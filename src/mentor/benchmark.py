@@ -10,7 +10,8 @@ its early stopping and best epoch as well as its configuration, whatever its own
 stopped.
 
 Writes ``results.json``, ``results.csv``, ``results.md`` and ``results.png`` (test Recall@20, mean
-with sample-sd error bars) in ``out``.
+with sample-sd error bars) in ``out``; the tables record the selection metric and every setting
+given to all runs over the models' defaults (``--epochs``, ``--set``, ``--config``).
 """
 
 from __future__ import annotations
@@ -167,8 +168,9 @@ def _searched(row: dict[str, Any]) -> str:
     return str(row["grid_runs"]) if size == row["grid_runs"] else f"{row['grid_runs']} of {size}"
 
 
-def to_csv(rows: list[dict[str, Any]]) -> str:
-    """The results as CSV, one row per model."""
+def to_csv(rows: list[dict[str, Any]], overrides: dict[str, Any]) -> str:
+    """The results as CSV, one row per model; ``overrides`` (the settings every run was given,
+    see :func:`overrides_of`) as JSON in a column of every row."""
     fields = ["model"]
     for metric in METRICS:
         fields += [f"test_{metric}", f"test_{metric}_sd"]
@@ -179,6 +181,7 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
         "grid_runs",
         "grid_size",
         "valid_metric",
+        "overrides",
         "seeds",
         "best_epoch",
         "seconds_per_epoch",
@@ -188,10 +191,14 @@ def to_csv(rows: list[dict[str, Any]]) -> str:
     writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        fixed = json.dumps(row.get("fixed", {}))
-        inert = json.dumps(row.get("inert", []))
         writer.writerow(
-            {**row, "chosen": json.dumps(row["chosen"]), "fixed": fixed, "inert": inert}
+            {
+                **row,
+                "chosen": json.dumps(row["chosen"]),
+                "fixed": json.dumps(row.get("fixed", {})),
+                "inert": json.dumps(row.get("inert", [])),
+                "overrides": json.dumps(overrides),
+            }
         )
     return out.getvalue()
 
@@ -247,7 +254,8 @@ def run_benchmark(
         out: the benchmark folder (resumable).
         grid: ``default``, ``none`` or a file (see :func:`grids_for`).
         workers: runs in parallel; ``threads`` torch threads per run (0 = default).
-        base: shared settings (sections data/model/train/eval), e.g. ``{"train": {"epochs": 5}}``.
+        base: shared settings (sections data/model/train/eval), e.g. ``{"train": {"epochs": 5}}``;
+            recorded with the tables as ``overrides``.
         trials: a grid larger than this is searched with this many TPE-proposed combinations
             (see :func:`mentor.search.grid_search`); 0 searches every grid whole.
         select_metric: the valid metric every model's training (early stopping, best epoch) and
@@ -261,7 +269,7 @@ def run_benchmark(
         raise MentorError(f"{out}: exists and is not a folder; give a benchmark folder with --out")
     grids = grids_for(models, grid)
     shared = _shared_settings(models, base or {}, data, select_metric)
-    table = {"select_metric": shared["eval"]["valid_metric"]}
+    table = {"select_metric": shared["eval"]["valid_metric"], "overrides": overrides_of(base or {})}
     earlier = _earlier_rows(out, data, models, table, log)
     seed_list = [DEFAULT_SEED, *[s for s in range(1, seeds + 5) if s != DEFAULT_SEED]][:seeds]
     rows = []
@@ -318,12 +326,28 @@ def _shared_settings(
     return tree
 
 
+def overrides_of(base: dict[str, Any]) -> dict[str, Any]:
+    """The settings ``base`` (sections of settings, checked) gives every run, as dotted keys
+    (``{"train.epochs": 150}``); the data folder, which the benchmark sets, left out."""
+    flat = {
+        f"{section}.{key}": value
+        for section, values in base.items()
+        for key, value in values.items()
+    }
+    flat.pop("data.path", None)
+    return flat
+
+
+_TABLE_CHANGES = {"select_metric": "another selection metric", "overrides": "other overrides"}
+
+
 def _earlier_rows(
     out: Path, data: Path, models: list[str], table: dict[str, Any], log: Callable[[str], None]
 ) -> list[dict[str, Any]]:
     """Rows of models that an earlier call wrote to ``out/results.json`` and this call does not
     rerun (kept in the tables, so models can be benchmarked one call at a time), when that call's
-    ``table`` settings (the selection metric) were the same; otherwise none, with a log line."""
+    ``table`` settings (selection metric, overrides) were the same; otherwise none, with a log
+    line."""
     path = out / "results.json"
     if not path.exists():
         return []
@@ -339,12 +363,12 @@ def _earlier_rows(
             f"{path}: holds a benchmark of {earlier_data}, not {data}; use another --out"
         )
     kept = [row for row in rows if row.get("model") not in models]
-    changed = [key for key, value in table.items() if payload.get(key) != value]
+    changed = [_TABLE_CHANGES[key] for key, value in table.items() if payload.get(key) != value]
     if kept and changed:
         names = ", ".join(row.get("model", "?") for row in kept)
         log(
-            f"{path}: the rows of {names} were made with another {', '.join(changed)}; "
-            "left out of the new table (benchmark those models again to compare them)"
+            f"{path}: the rows of {names} were made with {', '.join(changed)}; left out of "
+            "the new table (benchmark those models again to compare them)"
         )
         return []
     return kept
@@ -365,13 +389,16 @@ def _write(rows: list[dict[str, Any]], out: Path, data: Path, table: dict[str, A
     machine = describe_machine()
     counts = sorted({len(row["seeds"]) for row in rows})
     seeds = "/".join(str(c) for c in counts)
+    overrides = table["overrides"]
+    given = ", ".join(f"{key}={json.dumps(value)}" for key, value in overrides.items())
     header = (
         f"Test metrics as mean ± sample sd over {seeds} seed(s) on {data.name}; every model's "
         f"epoch and configuration chosen on valid {table['select_metric']} only. "
-        f"Machine: {machine}."
+        f"Machine: {machine}.\n\n"
+        f"Settings given to every run (over each model's defaults): {given or 'none'}."
     )
     payload = {"data": str(data), **table, "seeds": counts[-1], "machine": machine, "rows": rows}
     atomic_write_text(out / "results.json", json.dumps(payload, indent=2) + "\n")
-    atomic_write_text(out / "results.csv", to_csv(rows))
+    atomic_write_text(out / "results.csv", to_csv(rows, overrides))
     atomic_write_text(out / "results.md", markdown(rows, header))
     plot(rows, out / "results.png", f"{data.name}: test Recall@20 over {seeds} seed(s)")
