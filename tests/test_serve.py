@@ -199,12 +199,15 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(bundle: Path) ->
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, given, settings
     from hypothesis.errors import Unsatisfiable
+    from schemathesis.checks import positive_data_acceptance
     from schemathesis.generation import GenerationMode
 
     app = create_app(Recommender.load(bundle), api_key=KEY)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     for result in schema.get_all_operations():
         op = result.ok()
+        # a schema-valid bundle path may name no bundle (400); every other check still runs
+        excluded = [positive_data_acceptance] if op.path == "/admin/reload" else []
         for mode in GenerationMode:
 
             @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
@@ -212,7 +215,10 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(bundle: Path) ->
             def check(case: object) -> None:
                 response = case.call(headers={"x-api-key": KEY})  # type: ignore[attr-defined]
                 assert response.status_code < 500, response.text
-                case.validate_response(response)  # type: ignore[attr-defined]
+                case.validate_response(  # type: ignore[attr-defined]
+                    response,
+                    excluded_checks=excluded,  # noqa: B023 - called in this iteration
+                )
 
             try:
                 check()

@@ -107,6 +107,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         args.workers,
         args.index,
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
+        store=args.store,
+        poll_seconds=args.poll_seconds,
     )
     return 0
 
@@ -280,6 +282,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=4.0,
         help="largest request body in MiB; bigger requests get 413 (default 4)",
+    )
+    serve.add_argument(
+        "--store",
+        help="log of catalogue changes: sqlite:///FILE or a path (default: "
+        "BUNDLE.changes.sqlite beside the bundle), postgresql://... (several machines), memory",
+    )
+    serve.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=0.5,
+        help="most time before a change made by another process shows (default 0.5)",
     )
     serve.add_argument(
         "--index", default="exact", choices=["exact", "faiss"], help="faiss: approximate top-K"

@@ -23,10 +23,14 @@ import hmac
 import logging
 import math
 import os
+import signal
+import threading
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, HTTPException, Query, Request
+from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
@@ -36,6 +40,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from mentor import __version__
 from mentor.errors import MentorError
 from mentor.serve.recommender import DuplicateIdError, Recommender, UnknownIdError
+from mentor.serve.service import Service
+from mentor.serve.store import open_store
 
 MAX_K = 1000
 MAX_BATCH = 1000
@@ -45,6 +51,8 @@ API_KEY_ENV = "MENTOR_API_KEY"
 BUNDLE_ENV = "MENTOR_BUNDLE"
 INDEX_ENV = "MENTOR_INDEX"
 WORKERS_ENV = "MENTOR_WORKERS"
+STORE_ENV = "MENTOR_STORE"
+POLL_ENV = "MENTOR_POLL_SECONDS"
 ID_MAX_LENGTH = 512
 MAX_FEATURE = 1e6
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -104,6 +112,9 @@ class RecommendRequest(BaseModel):
     items: list[Id] | None = Field(
         None, min_length=1, max_length=MAX_CANDIDATES, description="candidate item ids to rank"
     )
+    exclude: list[Id] | None = Field(
+        None, max_length=MAX_CANDIDATES, description="item ids to leave out of every list"
+    )
 
 
 class RecommendResponse(BaseModel):
@@ -152,10 +163,32 @@ def _add_items_model(dims: dict[str, int]) -> type[BaseModel]:
 
 
 class AddItemsResponse(BaseModel):
-    """How many items were added and how many the catalogue has now."""
+    """How many items were added and how many live items the catalogue has now."""
 
     added: int
     items: int
+
+
+class RemoveItemResponse(BaseModel):
+    """How many items were removed and how many live items the catalogue has now."""
+
+    removed: int
+    items: int
+
+
+class ReloadRequest(BaseModel):
+    """Which bundle to load (default: the served bundle's folder, read again)."""
+
+    model_config = STRICT
+    bundle: str | None = Field(None, min_length=1, max_length=4096)
+
+
+class ReloadResponse(BaseModel):
+    """The bundle now served (``scheduled``: several processes restart one by one)."""
+
+    scheduled: bool
+    bundle_digest: str
+    model: str
 
 
 class Health(BaseModel):
@@ -169,6 +202,11 @@ class Health(BaseModel):
     index: str
     can_add_items: bool
     feature_dims: dict[str, int]
+    bundle_digest: str = Field(description="SHA-256 of the bundle's checksums.json")
+    bundle_version: str = Field(description="mentor version that wrote the bundle")
+    removed_items: int
+    catalog_seq: int = Field(description="last change of the durable log applied")
+    store: str = Field(description="where catalogue changes are logged")
     version: str
 
 
@@ -182,12 +220,17 @@ ITEM_ERRORS: dict[int | str, dict[str, Any]] = {
     403: {
         "model": ErrorBody,
         "description": (
-            f"adding items is disabled ({API_KEY_ENV} unset, an id-only model or several "
-            "server processes)"
+            f"adding items is disabled ({API_KEY_ENV} unset, an id-only model, or several "
+            "server processes without a durable store)"
         ),
     },
     409: {"model": ErrorBody, "description": "an item id exists already or is given twice"},
 }
+KEY_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: ITEM_ERRORS[401],
+    403: {"model": ErrorBody, "description": f"{API_KEY_ENV} unset: changes are disabled"},
+}
+BUNDLE_HEADER = "X-Mentor-Bundle"
 
 
 class _Metrics:
@@ -210,7 +253,7 @@ class _Metrics:
         self.users = Counter("mentor_users_ranked", "users ranked", registry=self.registry)
 
 
-KNOWN_PATHS = {"/recommend", "/similar", "/items", "/health", "/metrics"}
+KNOWN_PATHS = {"/recommend", "/similar", "/items", "/health", "/metrics", "/admin/reload"}
 
 
 class _MetricsMiddleware:
@@ -224,7 +267,9 @@ class _MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
+        path = scope["path"]
+        if path not in KNOWN_PATHS:
+            path = "/items/{id}" if path.startswith("/items/") else "other"
         start = time.perf_counter()
         status = [500]
 
@@ -278,39 +323,49 @@ def _error(status: int, detail: str) -> JSONResponse:
 
 
 def create_app(
-    rec: Recommender,
+    rec: Recommender | Service,
     api_key: str | None = None,
     workers: int = 1,
     max_body_bytes: int | None = None,
 ) -> FastAPI:
-    """The HTTP app over ``rec``.
+    """The HTTP app over ``rec`` (a loaded bundle, or a :class:`Service` with its change log).
 
     Args:
-        api_key: the key ``POST /items`` requires; default the ``MENTOR_API_KEY`` environment
-            variable; None or empty disables adding items.
-        workers: server processes; with more than one, ``POST /items`` is refused (each process
-            holds its own catalogue, so an added item would reach only one of them).
+        api_key: the key that ``POST /items``, ``DELETE /items/{id}`` and ``POST
+            /admin/reload`` require; default the ``MENTOR_API_KEY`` environment variable; None
+            or empty disables them.
+        workers: server processes; with more than one and no durable store, catalogue changes
+            are refused (each process would hold its own catalogue), and a reload restarts the
+            processes one by one through the uvicorn supervisor.
         max_body_bytes: largest request body accepted (413 beyond); default the
             ``MENTOR_MAX_BODY_BYTES`` environment variable, else :data:`MAX_BODY_BYTES`.
     """
+    service = rec if isinstance(rec, Service) else Service(rec)
     if api_key is None:
         api_key = os.environ.get(API_KEY_ENV) or None
     if max_body_bytes is None:
         max_body_bytes = int(os.environ.get(MAX_BODY_ENV) or MAX_BODY_BYTES)
     if max_body_bytes < 1:
         raise MentorError(f"the request body limit must be at least 1 byte, got {max_body_bytes}")
+    first = service.current()
     app = FastAPI(
         title="mentor recommendations",
         version=__version__,
         description=(
-            f"Recommendations from a `{rec.model}` bundle. Batches: at most {MAX_BATCH} users, "
+            f"Recommendations from a `{first.model}` bundle. Batches: at most {MAX_BATCH} users, "
             f"{MAX_CANDIDATES} candidate items, {MAX_NEW_ITEMS} new items per request; "
-            f"k at most {MAX_K}."
+            f"k at most {MAX_K}. Every answer carries the header {BUNDLE_HEADER} (the served "
+            "bundle's digest)."
         ),
     )
+    app.state.service = service
     metrics = _Metrics()
     app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(_MetricsMiddleware, metrics=metrics)  # outermost: counts the 413s too
+
+    def answer(served: Recommender, payload: dict[str, Any]) -> JSONResponse:
+        """A JSON answer computed wholly from ``served``, labelled with its bundle."""
+        return JSONResponse(payload, headers={BUNDLE_HEADER: served.digest})
 
     @app.exception_handler(MentorError)
     async def mentor_error(request: Request, exc: MentorError) -> JSONResponse:
@@ -338,72 +393,142 @@ def create_app(
         log.exception("unexpected error on %s", request.url.path)
         return JSONResponse({"detail": "internal error; see the server log"}, status_code=500)
 
+    def refused(x_api_key: str | None) -> JSONResponse | None:
+        """The 403/401 answer when the caller may not change the service, else None."""
+        if not api_key:
+            return _error(403, f"changes are disabled on this server; set {API_KEY_ENV}")
+        if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), api_key.encode()):
+            return _error(401, "missing or wrong X-API-Key header")
+        return None
+
+    def not_shared() -> JSONResponse | None:
+        """The 403 answer when changes could reach only this process, else None."""
+        if workers > 1 and not service.durable:
+            return _error(
+                403,
+                f"catalogue changes need one server process or a durable store (this server "
+                f"runs {workers} with an in-memory log); restart with --workers 1 or --store",
+            )
+        return None
+
+    key_header = Header(None, description=f"must equal ${API_KEY_ENV}")
+
     @app.get("/recommend", response_model=UserList, responses=ERRORS)
-    async def recommend_one(
+    def recommend_one(
         user: str = Query(max_length=ID_MAX_LENGTH, description="external user id"),
         k: int = Query(10, ge=1, le=MAX_K),
         exclude_seen: bool = Query(True, description="leave out the user's trained items"),
     ) -> JSONResponse:
         """Top-``k`` items of one user; an unknown user gets the most popular items."""
-        result = rec.recommend([user], k, exclude_seen)[0]
+        served = service.current()
+        result = served.recommend([user], k, exclude_seen)[0]
         metrics.users.inc()
-        return JSONResponse({"user": user, **result.to_dict()})
+        return answer(served, {"user": user, **result.to_dict()})
 
     @app.post("/recommend", response_model=RecommendResponse, responses=ERRORS)
     def recommend_many(body: RecommendRequest) -> JSONResponse:
         """Top-``k`` items of each of up to MAX_BATCH users (optionally among ``items``)."""
-        results = rec.recommend(body.users, body.k, body.exclude_seen, body.items)
+        served = service.current()
+        results = served.recommend(body.users, body.k, body.exclude_seen, body.items, body.exclude)
         metrics.users.inc(len(results))
-        return JSONResponse(
-            {"results": [{"user": r.key, **r.to_dict()} for r in results]},
-        )
+        return answer(served, {"results": [{"user": r.key, **r.to_dict()} for r in results]})
 
     @app.get("/similar", response_model=SimilarResponse, responses=ERRORS)
-    async def similar(
+    def similar(
         item: str = Query(max_length=ID_MAX_LENGTH, description="external item id"),
         k: int = Query(10, ge=1, le=MAX_K),
     ) -> JSONResponse:
         """Items whose representations have the highest cosine with ``item``'s."""
-        result = rec.similar_items(item, k)
-        return JSONResponse({"item": item, "items": result.items, "scores": result.scores})
+        served = service.current()
+        result = served.similar_items(item, k)
+        return answer(served, {"item": item, "items": result.items, "scores": result.scores})
 
-    add_body = _add_items_model(rec.feature_dims)
+    add_body = _add_items_model(first.feature_dims)
 
-    def add_items(
-        body: BaseModel,
-        x_api_key: str | None = Header(None, description=f"must equal ${API_KEY_ENV}"),
-    ) -> JSONResponse:
-        """Add cold-start items from their feature vectors (one list per modality)."""
-        if not api_key:
-            return _error(403, f"adding items is disabled on this server; set {API_KEY_ENV}")
-        if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), api_key.encode()):
-            return _error(401, "missing or wrong X-API-Key header")
-        if workers > 1:
+    def add_items(body: BaseModel, x_api_key: str | None = key_header) -> JSONResponse:
+        """Add cold-start items from their feature vectors (one list per modality); logged
+        durably before the answer."""
+        denied = refused(x_api_key) or not_shared()
+        if denied:
+            return denied
+        served = service.current()
+        if not served.can_add_items:
             return _error(
                 403,
-                f"adding items needs a single server process (this server runs {workers}; "
-                "each holds its own catalogue); restart with --workers 1",
-            )
-        if not rec.can_add_items:
-            return _error(
-                403,
-                rec.no_cold_start
-                or f"model {rec.model} embeds items from ids only; it cannot add new items",
+                served.no_cold_start
+                or f"model {served.model} embeds items from ids only; it cannot add new items",
             )
         items = body.items  # type: ignore[attr-defined]
         ids = [item.id for item in items]
         rows = [item.features.model_dump(by_alias=True) for item in items]
-        features = {m: [row[m] for row in rows] for m in rec.feature_dims}
-        rec.add_items(ids, features)  # checks the ids are new and adds them atomically
-        return JSONResponse({"added": len(ids), "items": rec.n_items})
+        features = {m: [row[m] for row in rows] for m in served.feature_dims}
+        served = service.add(ids, features)  # the log refuses an id added meanwhile
+        return answer(served, {"added": len(ids), "items": served.n_items})
 
     add_items.__annotations__["body"] = add_body  # a class built for this bundle
     app.post("/items", response_model=AddItemsResponse, responses=ITEM_ERRORS)(add_items)
 
+    @app.delete(
+        "/items/{item_id}",
+        response_model=RemoveItemResponse,
+        responses={**KEY_ERRORS, 404: ERRORS[404]},
+    )
+    def remove_item(
+        item_id: str = PathParam(max_length=ID_MAX_LENGTH, description="external item id"),
+        x_api_key: str | None = key_header,
+    ) -> JSONResponse:
+        """Remove an item (from the bundle or added): it never appears in a list again;
+        logged durably before the answer."""
+        denied = refused(x_api_key) or not_shared()
+        if denied:
+            return denied
+        served = service.remove([item_id])
+        return answer(served, {"removed": 1, "items": served.n_items})
+
+    @app.post(
+        "/admin/reload",
+        response_model=ReloadResponse,
+        responses={
+            **KEY_ERRORS,
+            400: {"model": ErrorBody, "description": "not a readable bundle, or a bad body"},
+        },
+    )
+    def reload(
+        body: ReloadRequest | None = None, x_api_key: str | None = key_header
+    ) -> JSONResponse:
+        """Load a new bundle without a restart; requests in flight finish on the old one.
+        With several server processes, the uvicorn supervisor replaces them one at a time
+        (each replacement serving before its predecessor stops)."""
+        denied = refused(x_api_key)
+        if denied:
+            return denied
+        path = body.bundle if body else None
+        if workers > 1:
+            if path:
+                return _error(
+                    400,
+                    "with several server processes a reload re-reads the served bundle "
+                    "path; point it (e.g. a symlink) at the new bundle and reload without "
+                    "'bundle'",
+                )
+            os.kill(os.getppid(), signal.SIGHUP)
+            served = service.current()
+            return answer(
+                served, {"scheduled": True, "bundle_digest": served.digest, "model": served.model}
+            )
+        served = service.reload(path)
+        return answer(
+            served, {"scheduled": False, "bundle_digest": served.digest, "model": served.model}
+        )
+
     @app.get("/health", response_model=Health)
-    async def health() -> JSONResponse:
+    def health() -> JSONResponse:
         """Liveness and what the server holds."""
-        return JSONResponse({"status": "ok", **rec.info(), "version": __version__})
+        served = service.current()
+        return answer(
+            served,
+            {"status": "ok", **served.info(), "store": service.store.url, "version": __version__},
+        )
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> PlainTextResponse:
@@ -419,12 +544,29 @@ def create_app(
 
 def app_from_env() -> FastAPI:
     """The app over the bundle named by ``MENTOR_BUNDLE`` (how ``mentor serve`` starts each
-    uvicorn worker)."""
+    uvicorn worker), its change log named by ``MENTOR_STORE``. A single process reloads its
+    bundle on SIGHUP (with several, the uvicorn supervisor handles SIGHUP)."""
     path = os.environ.get(BUNDLE_ENV)
     if not path:
         raise MentorError(f"{BUNDLE_ENV} is not set; start the server with `mentor serve`")
     rec = Recommender.load(path, index=os.environ.get(INDEX_ENV, "exact"))
-    return create_app(rec, workers=int(os.environ.get(WORKERS_ENV, "1")))
+    store = open_store(os.environ.get(STORE_ENV) or None, Path(path))
+    service = Service(rec, store, poll_seconds=float(os.environ.get(POLL_ENV, "0.5")))
+    workers = int(os.environ.get(WORKERS_ENV, "1"))
+    if workers == 1 and threading.current_thread() is threading.main_thread():
+
+        def on_hup(signum: int, frame: Any) -> None:
+            threading.Thread(target=_reload_logged, args=(service,), daemon=True).start()
+
+        signal.signal(signal.SIGHUP, on_hup)
+    return create_app(service, workers=workers)
+
+
+def _reload_logged(service: Service) -> None:
+    try:
+        service.reload()
+    except Exception:  # a bad new bundle: keep serving the old one
+        log.exception("reload on SIGHUP failed; still serving the previous bundle")
 
 
 def serve(
@@ -434,8 +576,16 @@ def serve(
     workers: int = 1,
     index: str = "exact",
     max_body_bytes: int = MAX_BODY_BYTES,
+    store: str | None = None,
+    poll_seconds: float = 0.5,
 ) -> None:
-    """Run the server on uvicorn (blocks until stopped)."""
+    """Run the server on uvicorn (blocks until stopped).
+
+    Args:
+        store: where catalogue changes are logged (see :func:`mentor.serve.store.open_store`;
+            default an SQLite file beside the bundle).
+        poll_seconds: the most time between two reads of the log by one process.
+    """
     import uvicorn
 
     if workers < 1:
@@ -444,11 +594,22 @@ def serve(
         raise MentorError(f"--port must be between 1 and 65535, got {port}")
     if max_body_bytes < 1:
         raise MentorError(f"--max-body-mb must be positive, got {max_body_bytes} bytes")
-    Recommender.load(bundle, index="exact")  # fail fast, with a one-line error, on a bad bundle
+    if not poll_seconds > 0:
+        raise MentorError(f"--poll-seconds must be positive, got {poll_seconds}")
+    rec = Recommender.load(bundle, index="exact")  # fail fast, with a one-line error
+    open_store(store, Path(bundle)).close()  # and on a store that cannot be opened
+    if workers > 1 and store == "memory":
+        log.warning("--store memory with several workers: catalogue changes are refused")
+    del rec
     os.environ[BUNDLE_ENV] = str(bundle)
     os.environ[INDEX_ENV] = index
     os.environ[WORKERS_ENV] = str(workers)
     os.environ[MAX_BODY_ENV] = str(max_body_bytes)
+    os.environ[POLL_ENV] = str(poll_seconds)
+    if store is None:
+        os.environ.pop(STORE_ENV, None)
+    else:
+        os.environ[STORE_ENV] = store
     uvicorn.run(
         "mentor.serve.app:app_from_env",
         factory=True,

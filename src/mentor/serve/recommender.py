@@ -16,12 +16,15 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,6 +42,11 @@ from mentor.serve.format import (
     VERSION,
     read_json,
 )
+
+log = logging.getLogger("mentor.serve")
+
+if TYPE_CHECKING:
+    from mentor.serve.store import Change
 
 MIN_GEMM_ROWS = 8
 BATCH_RANK_ROWS = 32
@@ -122,32 +130,43 @@ class Catalog:
     uses only it, and a writer builds a new snapshot and swaps it in whole (copy on write), so a
     reader never sees the item matrix of one catalogue with the id list of another.
 
+    A removed item keeps its row (internal ids never move) but leaves ``index`` and is never
+    ranked; an id removed and added again gets a new row.
+
     Attributes:
-        items: float32 [I, d], read-only.
-        ids: external ids in internal order (length I).
-        index: external id -> internal id (never changed after construction).
+        items: float32 [I, d], read-only (rows of removed items included).
+        ids: external id of every row (length I).
+        index: external id -> row, live items only (never changed after construction).
         popularity: float32 [I] training interaction counts (0 for added items), read-only.
-        ann: an approximate index over exactly these items, or None.
+        removed: int64 [R] rows of removed items, ascending, read-only.
+        ann: an approximate index over every row, or None.
+        seq: the last change of the durable log applied (0: none).
     """
 
     items: np.ndarray
     ids: tuple[str, ...]
     index: Mapping[str, int]
     popularity: np.ndarray
+    removed: np.ndarray
     ann: Any = None
+    seq: int = 0
 
     @classmethod
     def build(
-        cls, items: np.ndarray, ids: Sequence[str], popularity: np.ndarray, ann: Any = None
+        cls,
+        items: np.ndarray,
+        ids: Sequence[str],
+        popularity: np.ndarray,
+        ann: Any = None,
+        removed: np.ndarray | None = None,
+        seq: int = 0,
     ) -> Catalog:
-        """A snapshot over float32 ``items`` [I, d], ``ids`` [I] and ``popularity`` [I]."""
-        return cls(
-            _frozen(items),
-            tuple(ids),
-            {item: i for i, item in enumerate(ids)},
-            _frozen(popularity),
-            ann,
-        )
+        """A snapshot over float32 ``items`` [I, d], ``ids`` [I], ``popularity`` [I] and the
+        ``removed`` rows int64 [R]."""
+        gone = np.zeros(0, np.int64) if removed is None else np.unique(removed).astype(np.int64)
+        dead = set(gone.tolist())
+        index = {item: i for i, item in enumerate(ids) if i not in dead}
+        return cls(_frozen(items), tuple(ids), index, _frozen(popularity), _frozen(gone), ann, seq)
 
     @cached_property
     def unit(self) -> np.ndarray:
@@ -156,7 +175,13 @@ class Catalog:
         norm = np.linalg.norm(self.items, axis=1, keepdims=True)
         return _frozen(self.items / np.maximum(norm, 1e-12))
 
-    def extended(self, ids: Sequence[str], reps: np.ndarray) -> Catalog:
+    @cached_property
+    def live(self) -> np.ndarray:
+        """Rows of the live items, int64 [I - R] ascending."""
+        rows = np.arange(len(self.ids), dtype=np.int64)
+        return _frozen(np.setdiff1d(rows, self.removed) if len(self.removed) else rows)
+
+    def extended(self, ids: Sequence[str], reps: np.ndarray, seq: int | None = None) -> Catalog:
         """A new snapshot with items ``ids`` (representations float32 [n, d]) appended, never
         seen and with popularity 0; the approximate index, if any, is copied and extended."""
         ann = self.ann
@@ -166,10 +191,24 @@ class Catalog:
             ann = faiss.clone_index(ann)
             ann.add(np.ascontiguousarray(reps, dtype=np.float32))
         return Catalog.build(
-            np.concatenate([self.items, reps]),
+            np.concatenate([self.items, reps.astype(np.float32)]),
             [*self.ids, *ids],
             np.concatenate([self.popularity, np.zeros(len(ids), np.float32)]),
             ann,
+            self.removed,
+            self.seq if seq is None else seq,
+        )
+
+    def without(self, ids: Sequence[str], seq: int | None = None) -> Catalog:
+        """A new snapshot in which the live items ``ids`` are removed."""
+        rows = [self.index[i] for i in ids]
+        return Catalog.build(
+            self.items,
+            self.ids,
+            self.popularity,
+            self.ann,
+            np.concatenate([self.removed, np.asarray(rows, dtype=np.int64)]),
+            self.seq if seq is None else seq,
         )
 
 
@@ -216,10 +255,16 @@ def _top_k_row(row: np.ndarray, k: int) -> np.ndarray:
     return part[np.lexsort((part, -row[part]))][:k]
 
 
-def _popular(catalog: Catalog, name: str, k: int, cand: np.ndarray | None) -> Recommendations:
-    """The ``k`` most popular items of ``catalog`` (among ``cand``, ascending internal ids, when
-    given) as a fallback list for ``name``; ties to the lower internal id."""
-    pool = np.arange(len(catalog.popularity)) if cand is None else cand
+def _popular(
+    catalog: Catalog, name: str, k: int, cand: np.ndarray | None, hidden: np.ndarray
+) -> Recommendations:
+    """The ``k`` most popular live items of ``catalog`` (among ``cand``, ascending rows, when
+    given; never a ``hidden`` row) as a fallback list for ``name``; ties to the lower row."""
+    pool = catalog.live if cand is None else cand
+    if len(hidden):
+        pool = pool[~np.isin(pool, hidden)]
+    if not len(pool):
+        return Recommendations(name, [], [], True)
     index, _ = top_k(catalog.popularity[pool][None, :], k)
     chosen = pool[index[0]]
     return Recommendations(
@@ -228,6 +273,24 @@ def _popular(catalog: Catalog, name: str, k: int, cand: np.ndarray | None) -> Re
         catalog.popularity[chosen].astype(np.float64).tolist(),
         True,
     )
+
+
+def _runs_of_one_op(changes: Sequence[Change]) -> list[list[Change]]:
+    """``changes`` cut into maximal runs of consecutive changes with the same ``op``."""
+    runs: list[list[Change]] = []
+    for change in changes:
+        if runs and runs[-1][0].op == change.op:
+            runs[-1].append(change)
+        else:
+            runs.append([change])
+    return runs
+
+
+def _log_skipped(changes: Sequence[Change], applied: set[str], why: str) -> None:
+    for change in changes:
+        if change.item_id not in applied:
+            log.warning("catalogue change %d (%s %r) skipped: %s", change.seq, change.op,
+                        change.item_id, why)  # fmt: skip
 
 
 def _check_k(k: Any) -> int:
@@ -245,6 +308,8 @@ class Recommender:
         model: the model name; config, metrics: the run's configuration and metrics.
         users: float32 [U, d]; user_ids: external user ids in internal order.
         trained: bool [U], whether each user had training interactions.
+        digest: SHA-256 of the bundle's checksums.json (which covers every file): its identity.
+        mentor_version: the mentor version that wrote the bundle.
         catalog: the current :class:`Catalog` snapshot (replaced whole by :meth:`add_items`);
             :attr:`items`, :attr:`item_ids`, :attr:`item_index` and :attr:`popularity` read it.
     """
@@ -262,6 +327,8 @@ class Recommender:
     trained: np.ndarray
     no_cold_start: str = ""
     index_kind: str = "exact"
+    digest: str = ""
+    mentor_version: str = ""
     user_index: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -332,6 +399,12 @@ class Recommender:
                 else None
             ),
             no_cold_start=cold_meta if isinstance(cold_meta, str) else "",
+            digest=(
+                hashlib.sha256((path / CHECKSUMS).read_bytes()).hexdigest()
+                if (path / CHECKSUMS).is_file()
+                else ""
+            ),
+            mentor_version=str(manifest.get("mentor_version", "")),
         )
         rec.user_index = {u: i for i, u in enumerate(rec.user_ids)}
         if (
@@ -374,8 +447,8 @@ class Recommender:
 
     @property
     def n_items(self) -> int:
-        """Items, including added ones."""
-        return len(self.item_ids)
+        """Live items, including added ones and without removed ones."""
+        return len(self.catalog.index)
 
     @property
     def can_add_items(self) -> bool:
@@ -393,8 +466,8 @@ class Recommender:
 
     # ------------------------------------------------------------------------------------------
     def _item_positions(self, catalog: Catalog, items: Iterable[Any]) -> np.ndarray:
-        """Internal ids int64 [n] of the candidate ``items``, ascending and without repeats (so
-        that ties are broken by the lower internal id, as on every other path)."""
+        """Rows int64 [n] of the candidate ``items``, ascending and without repeats (so that
+        ties are broken by the lower internal id, as on every other path)."""
         if isinstance(items, str):
             raise MentorError("items must be a list of item ids, not one string")
         positions = []
@@ -406,6 +479,17 @@ class Recommender:
         if not positions:
             raise MentorError("items is empty; give at least one candidate item id")
         return np.unique(np.asarray(positions, dtype=np.int64))
+
+    @staticmethod
+    def _hidden(catalog: Catalog, exclude: Iterable[Any] | None) -> np.ndarray:
+        """Rows int64 [n] never to rank in this request: removed items and the live ones of
+        ``exclude`` (ids the catalogue does not hold are ignored)."""
+        if isinstance(exclude, str):
+            raise MentorError("exclude must be a list of item ids, not one string")
+        rows = [catalog.index[i] for i in map(str, exclude or ()) if i in catalog.index]
+        if not rows:
+            return catalog.removed
+        return np.union1d(catalog.removed, np.asarray(rows, dtype=np.int64))
 
     def trained_user(self, user: str) -> int | None:
         """The internal id of ``user`` when it was trained on at least one interaction; None
@@ -420,9 +504,10 @@ class Recommender:
         k: int = 10,
         exclude_seen: bool = True,
         items: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
     ) -> list[Recommendations]:
         """Top-``k`` items of each user, best first; equal scores rank the lower internal id
-        first.
+        first. Removed items never appear.
 
         Args:
             users: one external user id or a list of them. An unknown user, or one without
@@ -430,22 +515,24 @@ class Recommender:
             k: list length (a user with fewer candidates gets a shorter list).
             exclude_seen: leave out the items the user was trained on.
             items: candidate item ids to rank (default: every item); unknown ids are an error.
+            exclude: item ids to leave out of every list of this call.
         """
         k = _check_k(k)
         catalog = self.catalog  # one snapshot for the whole call
         single = isinstance(users, str)
         names = [users] if single else [str(u) for u in users]
         cand = None if items is None else self._item_positions(catalog, items)
+        hidden = self._hidden(catalog, exclude)
         known = [self.trained_user(u) for u in names]
         rows = [i for i in known if i is not None]
         lists: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if rows:
-            ids, vals = self._rank(catalog, np.asarray(rows), k, exclude_seen, cand)
+            ids, vals = self._rank(catalog, np.asarray(rows), k, exclude_seen, cand, hidden)
             lists = {u: (a, b) for u, a, b in zip(rows, ids, vals, strict=True)}
         out = []
         for name, user in zip(names, known, strict=True):
             if user is None:
-                out.append(_popular(catalog, name, k, cand))
+                out.append(_popular(catalog, name, k, cand, hidden))
             else:
                 idx, vals = lists[user]
                 out.append(
@@ -460,14 +547,20 @@ class Recommender:
         k: int,
         exclude_seen: bool,
         cand: np.ndarray | None,
+        hidden: np.ndarray,
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Ranked internal item ids and scores per user of int64 ``users`` [B]."""
+        """Ranked rows and scores per user of int64 ``users`` [B], never a ``hidden`` row."""
         if cand is None and catalog.ann is not None:
-            return self._rank_ann(catalog, users, k, exclude_seen)
+            return self._rank_ann(catalog, users, k, exclude_seen, hidden)
         table = catalog.items if cand is None else catalog.items[cand]
         scores = gemm_scores(self.users[users], table)
         if exclude_seen:
             self._mask_seen(scores, users, cand, len(catalog.items))
+        if len(hidden):
+            if cand is None:
+                scores[:, hidden] = -np.inf
+            else:
+                scores[:, np.isin(cand, hidden)] = -np.inf
         local, valid = top_k_batch(scores, k) if len(users) >= BATCH_RANK_ROWS else top_k(scores, k)
         values = np.take_along_axis(scores, local, axis=1).astype(np.float64)
         index = local if cand is None else cand[local]
@@ -494,9 +587,11 @@ class Recommender:
         scores[rows[hit], local[hit]] = -np.inf
 
     # ------------------------------------------------------------------------------------------
-    def similar_items(self, item: str, k: int = 10) -> Recommendations:
-        """The ``k`` items whose representations have the highest cosine with ``item``'s
-        (the item itself left out)."""
+    def similar_items(
+        self, item: str, k: int = 10, exclude: Sequence[str] | None = None
+    ) -> Recommendations:
+        """The ``k`` live items whose representations have the highest cosine with ``item``'s
+        (the item itself and the ids in ``exclude`` left out)."""
         k = _check_k(k)
         catalog = self.catalog
         pos = catalog.index.get(str(item))
@@ -505,6 +600,7 @@ class Recommender:
         unit = catalog.unit
         sims = (unit @ unit[pos])[None, :]
         sims[0, pos] = -np.inf
+        sims[0, self._hidden(catalog, exclude)] = -np.inf
         index, valid = top_k(sims, k)
         chosen = index[0][valid[0]]
         return Recommendations(
@@ -522,6 +618,20 @@ class Recommender:
         Raises:
             DuplicateIdError: an id exists already or is given twice.
         """
+        names, _, reps = self.embed_new(ids, features)
+        with self._lock:
+            self.check_new(self.catalog, names)
+            self.catalog = self.catalog.extended(names, reps)
+
+    def embed_new(
+        self, ids: Sequence[str], features: Mapping[str, Any]
+    ) -> tuple[list[str], dict[str, np.ndarray], np.ndarray]:
+        """Check new items and compute their representations (no change to the catalogue).
+
+        Returns:
+            The ids as strings (new to the current catalogue and distinct), the checked
+            features (modality -> float32 [n, dim]) and the representations float32 [n, d].
+        """
         if self.cold_start is None:
             raise MentorError(
                 self.no_cold_start
@@ -535,22 +645,89 @@ class Recommender:
         if len(set(names)) != len(names):
             dup = next(n for n in names if names.count(n) > 1)
             raise DuplicateIdError(f"item id '{dup}' is given twice; new items need new ids")
-        self._check_new(self.catalog, names)  # fail before encoding when it is already clear
+        self.check_new(self.catalog, names)  # fail before encoding when it is already clear
         if not isinstance(features, Mapping):
             raise MentorError("features must map modality names to matrices")
+        checked = self.cold_start.check(dict(features), len(names))
         with np.errstate(over="ignore", invalid="ignore"):
-            reps = self.cold_start.embed(self.cold_start.check(dict(features), len(names)))
+            reps = self.cold_start.embed(checked)
         if not np.isfinite(reps).all():
             raise MentorError("features: values too large (representations overflow float32)")
+        return names, checked, reps.astype(np.float32)
+
+    def remove_items(self, ids: Sequence[str]) -> None:
+        """Remove live items (bundle or added ones): they are never ranked again.
+
+        Raises:
+            UnknownIdError: an id is not a live item.
+        """
+        if isinstance(ids, str):
+            raise MentorError("ids must be a list of item ids, not one string")
+        names = list(dict.fromkeys(str(i) for i in ids))
         with self._lock:
-            self._check_new(self.catalog, names)
-            self.catalog = self.catalog.extended(names, reps.astype(np.float32))
+            self.check_live(self.catalog, names)
+            self.catalog = self.catalog.without(names)
+
+    def apply_changes(self, changes: Sequence[Change]) -> int:
+        """Apply logged catalogue changes in order (adds re-embedded from their stored
+        features) and swap the result in whole; changes at or below the catalogue's ``seq``
+        are skipped, so applying a log twice changes nothing. Returns how many were applied.
+
+        An add of an id that is live already, or that this bundle cannot embed (an id-only
+        model or other feature lengths), and a removal of an id that is not live, are skipped
+        and logged."""
+        with self._lock:
+            catalog = self.catalog
+            fresh = [c for c in changes if c.seq > catalog.seq]
+            for group in _runs_of_one_op(fresh):
+                seq = group[-1].seq
+                if group[0].op == "remove":
+                    names = [c.item_id for c in group if c.item_id in catalog.index]
+                    _log_skipped(group, set(names), "not a live item")
+                    catalog = catalog.without(names, seq)
+                    continue
+                keep = [c for c in group if c.item_id not in catalog.index]
+                keep = list({c.item_id: c for c in keep}.values())  # one add per id
+                problem = self._embeddable(keep)
+                if problem:
+                    _log_skipped(group, set(), problem)
+                    catalog = dataclasses.replace(catalog, seq=seq)
+                    continue
+                _log_skipped(group, {c.item_id for c in keep}, "already live")
+                if not keep:
+                    catalog = dataclasses.replace(catalog, seq=seq)
+                    continue
+                stacked = {m: np.stack([c.features[m] for c in keep]) for m in self.feature_dims}
+                reps = self.cold_start.embed(self.cold_start.check(stacked, len(keep)))
+                catalog = catalog.extended([c.item_id for c in keep], reps, seq)
+            self.catalog = catalog
+            return len(fresh)
+
+    def _embeddable(self, changes: Sequence[Change]) -> str:
+        """Why the logged adds ``changes`` cannot be embedded by this bundle ('' if they can)."""
+        if not changes:
+            return ""
+        if self.cold_start is None:
+            return f"model {self.model} cannot add items"
+        for change in changes:
+            got = {m: len(v) for m, v in (change.features or {}).items()}
+            if got != self.feature_dims:
+                return f"features {got} do not fit this bundle's {self.feature_dims}"
+        return ""
 
     @staticmethod
-    def _check_new(catalog: Catalog, names: Sequence[str]) -> None:
+    def check_new(catalog: Catalog, names: Sequence[str]) -> None:
         clash = [n for n in names if n in catalog.index]
         if clash:
             raise DuplicateIdError(f"item id '{clash[0]}' already exists; new items need new ids")
+
+    @staticmethod
+    def check_live(catalog: Catalog, names: Sequence[str]) -> None:
+        if not names:
+            raise MentorError("ids is empty; give at least one item id")
+        missing = [n for n in names if n not in catalog.index]
+        if missing:
+            raise UnknownIdError(f"unknown item id '{missing[0]}'")
 
     # ------------------------------------------------------------------------------------------
     def _build_ann(self) -> None:
@@ -565,19 +742,19 @@ class Recommender:
         ann = faiss.IndexHNSWFlat(catalog.items.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
         ann.hnsw.efConstruction = 80
         ann.add(np.ascontiguousarray(catalog.items, dtype=np.float32))
-        self.catalog = Catalog.build(catalog.items, catalog.ids, catalog.popularity, ann)
+        self.catalog = dataclasses.replace(catalog, ann=ann)
 
     def _rank_ann(
-        self, catalog: Catalog, users: np.ndarray, k: int, exclude_seen: bool
+        self, catalog: Catalog, users: np.ndarray, k: int, exclude_seen: bool, hidden: np.ndarray
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Approximate top-``k`` from the HNSW index; seen items are filtered from a longer
-        candidate list (``k`` plus the user's seen count)."""
-        extra = 0
-        if exclude_seen:
-            extra = int((self.seen_indptr[users + 1] - self.seen_indptr[users]).max())
-        depth = min(k + extra, len(catalog.items))
+        """Approximate top-``k`` from the HNSW index; seen and ``hidden`` rows are filtered
+        from a longer candidate list (``k`` plus the most that can be filtered)."""
         import faiss
 
+        extra = len(hidden)
+        if exclude_seen:
+            extra += int((self.seen_indptr[users + 1] - self.seen_indptr[users]).max())
+        depth = min(k + extra, len(catalog.items))
         # search parameters per call: no shared index state that two threads could race on
         params = faiss.SearchParametersHNSW(efSearch=max(64, 2 * depth))
         vals, idx = catalog.ann.search(
@@ -585,7 +762,7 @@ class Recommender:
         )
         ids, scores = [], []
         for row, user in enumerate(users):
-            keep = idx[row] >= 0
+            keep = (idx[row] >= 0) & ~np.isin(idx[row], hidden)
             if exclude_seen:
                 keep &= ~np.isin(idx[row], self.seen(int(user)))
             ids.append(idx[row][keep][:k].astype(np.int64))
@@ -602,6 +779,10 @@ class Recommender:
             "index": self.index_kind,
             "can_add_items": self.can_add_items,
             "feature_dims": self.feature_dims,
+            "bundle_digest": self.digest,
+            "bundle_version": self.mentor_version,
+            "removed_items": int(len(self.catalog.removed)),
+            "catalog_seq": int(self.catalog.seq),
         }
 
 
