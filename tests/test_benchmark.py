@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import statistics
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from mentor.benchmark import grids_for, parse_models
 from mentor.cli import main
 from mentor.errors import MentorError
 from mentor.registry import model_names
+from mentor.training.runinfo import read_run_info
 
 
 def test_benchmark_end_to_end_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -159,6 +161,38 @@ def test_benchmark_records_the_settings_given_to_every_run(
     payload = json.loads((out / "results.json").read_text())
     assert payload["overrides"] == {} and [r["model"] for r in payload["rows"]] == ["pop"]
     assert "(over each model's defaults): none." in (out / "results.md").read_text()
+
+
+def test_benchmark_keys_earlier_rows_by_the_data_not_its_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    data = make_dataset(tmp_path, n_items=60)
+    out = tmp_path / "bench"
+    common = ["benchmark", "--out", str(out), "--seeds", "1", "--grid", "none", "--epochs", "1"]
+    assert main([*common, "--data", str(data), "--models", "pop"]) == 0
+    first = json.loads((out / "results.json").read_text())
+    # the same path, other files: the pop row made on the old files is not kept
+    other = make_dataset(tmp_path / "other", n_items=60, seed=1)
+    (data / "tiny.inter").write_bytes((other / "tiny.inter").read_bytes())
+    capsys.readouterr()
+    assert main([*common, "--data", str(data), "--models", "bpr"]) == 0
+    payload = json.loads((out / "results.json").read_text())
+    assert [row["model"] for row in payload["rows"]] == ["bpr"]
+    assert "the rows of pop were made with other data files" in capsys.readouterr().out
+    assert payload["data_fingerprint"] != first["data_fingerprint"]
+    run = out / "runs" / "bpr" / payload["rows"][0]["runs"][0]
+    assert payload["data_fingerprint"] == read_run_info(run)["data_fingerprint"]
+    # the same files in another folder: the same data, its rows are kept
+    moved = tmp_path / "moved" / "tiny"
+    shutil.copytree(data, moved)
+    assert main([*common, "--data", str(moved), "--models", "pop"]) == 0
+    payload = json.loads((out / "results.json").read_text())
+    assert [row["model"] for row in payload["rows"]] == ["bpr", "pop"]
+    assert payload["data"] == str(moved)
+    # other files in another folder: another data set, refused
+    third = make_dataset(tmp_path / "third", n_items=60, seed=2)
+    assert main([*common, "--data", str(third), "--models", "pop"]) == 2
+    assert "use another --out" in capsys.readouterr().err
 
 
 def test_parse_models_and_grids(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mentor.config import TrainConfig, apply_override, resolve_config
+from mentor.data.dataset import load_dataset
 from mentor.errors import MentorError
 from mentor.fsutil import RunLock, atomic_path, atomic_write_text
 from mentor.registry import get_model, model_names
@@ -269,7 +270,11 @@ def run_benchmark(
         raise MentorError(f"{out}: exists and is not a folder; give a benchmark folder with --out")
     grids = grids_for(models, grid)
     shared = _shared_settings(models, base or {}, data, select_metric)
-    table = {"select_metric": shared["eval"]["valid_metric"], "overrides": overrides_of(base or {})}
+    table = {
+        "data_fingerprint": load_dataset(data, shared["data"].get("modalities")).fingerprint(),
+        "select_metric": shared["eval"]["valid_metric"],
+        "overrides": overrides_of(base or {}),
+    }
     earlier = _earlier_rows(out, data, models, table, log)
     seed_list = [DEFAULT_SEED, *[s for s in range(1, seeds + 5) if s != DEFAULT_SEED]][:seeds]
     rows = []
@@ -338,7 +343,11 @@ def overrides_of(base: dict[str, Any]) -> dict[str, Any]:
     return flat
 
 
-_TABLE_CHANGES = {"select_metric": "another selection metric", "overrides": "other overrides"}
+_TABLE_CHANGES = {
+    "data_fingerprint": "other data files",
+    "select_metric": "another selection metric",
+    "overrides": "other overrides",
+}
 
 
 def _earlier_rows(
@@ -346,8 +355,9 @@ def _earlier_rows(
 ) -> list[dict[str, Any]]:
     """Rows of models that an earlier call wrote to ``out/results.json`` and this call does not
     rerun (kept in the tables, so models can be benchmarked one call at a time), when that call's
-    ``table`` settings (selection metric, overrides) were the same; otherwise none, with a log
-    line."""
+    ``table`` settings were the same: the data's checksums (not its location: a moved folder
+    keeps its rows, files changed in place lose them), the selection metric and the overrides;
+    otherwise none, with a log line. Another data set's benchmark is refused."""
     path = out / "results.json"
     if not path.exists():
         return []
@@ -358,7 +368,8 @@ def _earlier_rows(
         raise MentorError(
             f"{path}: not a results file of mentor benchmark; remove it or use another --out"
         ) from None
-    if Path(earlier_data).resolve() != data.resolve():
+    same_data = payload.get("data_fingerprint") == table["data_fingerprint"]
+    if not same_data and Path(earlier_data).resolve() != data.resolve():
         raise MentorError(
             f"{path}: holds a benchmark of {earlier_data}, not {data}; use another --out"
         )
