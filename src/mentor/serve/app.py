@@ -231,6 +231,7 @@ KEY_ERRORS: dict[int | str, dict[str, Any]] = {
     403: {"model": ErrorBody, "description": f"{API_KEY_ENV} unset: changes are disabled"},
 }
 BUNDLE_HEADER = "X-Mentor-Bundle"
+WORKER_HEADER = "X-Mentor-Worker"
 
 
 class _Metrics:
@@ -525,10 +526,12 @@ def create_app(
     def health() -> JSONResponse:
         """Liveness and what the server holds."""
         served = service.current()
-        return answer(
+        response = answer(
             served,
             {"status": "ok", **served.info(), "store": service.store.url, "version": __version__},
         )
+        response.headers[WORKER_HEADER] = str(os.getpid())  # which server process answered
+        return response
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> PlainTextResponse:
