@@ -2,9 +2,8 @@
 
 Every combination trains in its own run folder (``<out>/<index>-<key=value,...>-<identity>``);
 finished runs whose ``run.json`` records the same identity are reused, so an interrupted search
-resumes. The
-best combination is the one with the highest valid metric; its test metrics are reported as they
-are, never used for selection.
+resumes. The best combination is the one with the highest valid metric; its test metrics are
+reported as they are, never used for selection.
 
 A grid too large to train whole can be searched with a budget (``trials``): Optuna's TPE sampler,
 seeded, proposes combinations of the same grid in rounds of ``workers``, each round told the valid
@@ -90,7 +89,10 @@ def _run_folder(out: Path, name: str, identity: str, log: Callable[[str], None])
     for run in sorted(p for p in out.glob(f"*-{identity}") if p.is_dir()):
         if not _started(run) or recorded_identity(run) == identity:
             return run
-        log(f"{run.name}: resumed with other settings since it was trained; not reused")
+        log(
+            f"{run.name}: its run.json records another identity (resumed with other settings, "
+            "or trained by other code); not reused"
+        )
     run, copies = out / f"{name}-{identity}", 1
     while run.exists():
         copies += 1
