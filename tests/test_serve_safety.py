@@ -280,3 +280,48 @@ def test_users_only_in_valid_are_cold_when_valid_is_masked(tmp_path: Path) -> No
     rec = Recommender.load(_train(tmp_path, "bpr", data, mask_valid_at_test=True))
     assert len(rec.seen(5)) == 1  # its valid item is masked, yet it was never trained
     assert rec.recommend(rec.user_ids[5], k=3)[0].fallback is True
+
+
+def _synthetic(n_users: int, n_items: int, dim: int = 16) -> Recommender:
+    """A recommender over random representations (no bundle files)."""
+    rng = np.random.default_rng(0)
+    seen = [rng.choice(n_items, 5, replace=False) for _ in range(n_users)]
+    return Recommender(
+        path=Path("synthetic"),
+        model="synthetic",
+        users=rng.standard_normal((n_users, dim)).astype(np.float32),
+        user_ids=[f"u{i}" for i in range(n_users)],
+        seen_indptr=np.arange(0, 5 * n_users + 1, 5, dtype=np.int64),
+        seen_indices=np.concatenate(seen).astype(np.int64),
+        config={},
+        metrics={},
+        cold_start=None,
+        catalog=Catalog.build(
+            rng.standard_normal((n_items, dim)).astype(np.float32),
+            [f"i{i}" for i in range(n_items)],
+            rng.integers(0, 50, n_items).astype(np.float32),
+        ),
+        trained=np.ones(n_users, dtype=bool),
+    )
+
+
+def test_blocked_scoring_equals_one_pass_and_bounds_memory() -> None:
+    import tracemalloc
+
+    rec = _synthetic(300, 20_000)
+    users = list(rec.user_ids)
+    rec.score_budget = 10**12  # one pass
+    whole = rec.recommend(users, k=20)
+    assert not any(r.fallback for r in whole) and len(whole[0].items) == 20
+    cands = [f"i{i}" for i in range(0, 20_000, 7)]
+    whole_cand = rec.recommend(users, k=20, items=cands, exclude=["i7", "i14"])
+    rec.score_budget = 1  # the smallest blocks (8 users)
+    assert rec.recommend(users, k=20) == whole
+    assert rec.recommend(users, k=20, items=cands, exclude=["i7", "i14"]) == whole_cand
+    rec.score_budget = 1 << 20
+    tracemalloc.start()
+    rec.recommend(users, k=20)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    one_pass = 300 * 20_000 * 4  # 24 MB of float32 scores
+    assert peak < 4 * (1 << 20) < one_pass, peak

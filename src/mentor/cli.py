@@ -109,6 +109,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_body_bytes=int(args.max_body_mb * 1024 * 1024),
         store=args.store,
         poll_seconds=args.poll_seconds,
+        score_budget=int(args.score_budget_mb * 1024 * 1024),
     )
     return 0
 
@@ -293,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.5,
         help="most time before a change made by another process shows (default 0.5)",
+    )
+    serve.add_argument(
+        "--score-budget-mb",
+        type=float,
+        default=64.0,
+        help="MiB of scores one request may hold; users are scored in blocks (default 64)",
     )
     serve.add_argument(
         "--index", default="exact", choices=["exact", "faiss"], help="faiss: approximate top-K"

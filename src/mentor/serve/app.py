@@ -39,7 +39,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mentor import __version__
 from mentor.errors import MentorError
-from mentor.serve.recommender import DuplicateIdError, Recommender, UnknownIdError
+from mentor.serve.recommender import (
+    SCORE_BUDGET,
+    DuplicateIdError,
+    Recommender,
+    UnknownIdError,
+)
 from mentor.serve.service import Service
 from mentor.serve.store import open_store
 
@@ -53,6 +58,7 @@ INDEX_ENV = "MENTOR_INDEX"
 WORKERS_ENV = "MENTOR_WORKERS"
 STORE_ENV = "MENTOR_STORE"
 POLL_ENV = "MENTOR_POLL_SECONDS"
+BUDGET_ENV = "MENTOR_SCORE_BUDGET_BYTES"
 ID_MAX_LENGTH = 512
 MAX_FEATURE = 1e6
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -553,6 +559,7 @@ def app_from_env() -> FastAPI:
     if not path:
         raise MentorError(f"{BUNDLE_ENV} is not set; start the server with `mentor serve`")
     rec = Recommender.load(path, index=os.environ.get(INDEX_ENV, "exact"))
+    rec.score_budget = int(os.environ.get(BUDGET_ENV) or rec.score_budget)
     store = open_store(os.environ.get(STORE_ENV) or None, Path(path))
     service = Service(rec, store, poll_seconds=float(os.environ.get(POLL_ENV, "0.5")))
     workers = int(os.environ.get(WORKERS_ENV, "1"))
@@ -581,6 +588,7 @@ def serve(
     max_body_bytes: int = MAX_BODY_BYTES,
     store: str | None = None,
     poll_seconds: float = 0.5,
+    score_budget: int = SCORE_BUDGET,
 ) -> None:
     """Run the server on uvicorn (blocks until stopped).
 
@@ -588,6 +596,7 @@ def serve(
         store: where catalogue changes are logged (see :func:`mentor.serve.store.open_store`;
             default an SQLite file beside the bundle).
         poll_seconds: the most time between two reads of the log by one process.
+        score_budget: bytes of scores one request may hold (users are scored in blocks).
     """
     import uvicorn
 
@@ -597,6 +606,8 @@ def serve(
         raise MentorError(f"--port must be between 1 and 65535, got {port}")
     if max_body_bytes < 1:
         raise MentorError(f"--max-body-mb must be positive, got {max_body_bytes} bytes")
+    if score_budget < 1:
+        raise MentorError(f"--score-budget-mb must be positive, got {score_budget} bytes")
     if not poll_seconds > 0:
         raise MentorError(f"--poll-seconds must be positive, got {poll_seconds}")
     rec = Recommender.load(bundle, index="exact")  # fail fast, with a one-line error
@@ -609,6 +620,7 @@ def serve(
     os.environ[WORKERS_ENV] = str(workers)
     os.environ[MAX_BODY_ENV] = str(max_body_bytes)
     os.environ[POLL_ENV] = str(poll_seconds)
+    os.environ[BUDGET_ENV] = str(score_budget)
     if store is None:
         os.environ.pop(STORE_ENV, None)
     else:

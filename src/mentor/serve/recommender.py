@@ -52,6 +52,16 @@ MIN_GEMM_ROWS = 8
 BATCH_RANK_ROWS = 32
 
 
+SCORE_BUDGET = 64 * 1024 * 1024
+
+
+def block_rows(n_items: int, budget: int = SCORE_BUDGET) -> int:
+    """Users to score at once so that a block of float32 scores [rows, n_items] fits in
+    ``budget`` bytes (never fewer than :data:`MIN_GEMM_ROWS` rows, which keep BLAS on its
+    matrix-matrix kernel)."""
+    return max(MIN_GEMM_ROWS, budget // (4 * max(n_items, 1)))
+
+
 def top_k_batch(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """:func:`top_k` for many rows at once through the evaluator's own ranking
     (:func:`mentor.eval.metrics.rank_topk`, torch's multi-threaded top-k with the same exact
@@ -310,6 +320,7 @@ class Recommender:
         trained: bool [U], whether each user had training interactions.
         digest: SHA-256 of the bundle's checksums.json (which covers every file): its identity.
         mentor_version: the mentor version that wrote the bundle.
+        score_budget: bytes of scores one ranking call may hold (users are scored in blocks).
         catalog: the current :class:`Catalog` snapshot (replaced whole by :meth:`add_items`);
             :attr:`items`, :attr:`item_ids`, :attr:`item_index` and :attr:`popularity` read it.
     """
@@ -329,8 +340,13 @@ class Recommender:
     index_kind: str = "exact"
     digest: str = ""
     mentor_version: str = ""
+    score_budget: int = SCORE_BUDGET
     user_index: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if not self.user_index:
+            self.user_index = {u: i for i, u in enumerate(self.user_ids)}
 
     # ------------------------------------------------------------------------------------------
     @classmethod
@@ -406,7 +422,6 @@ class Recommender:
             ),
             mentor_version=str(manifest.get("mentor_version", "")),
         )
-        rec.user_index = {u: i for i, u in enumerate(rec.user_ids)}
         if (
             len(rec.user_index) != len(rec.users)
             or len(rec.item_index) != len(rec.items)
@@ -549,13 +564,46 @@ class Recommender:
         cand: np.ndarray | None,
         hidden: np.ndarray,
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Ranked rows and scores per user of int64 ``users`` [B], never a ``hidden`` row."""
+        """Ranked rows and scores per user of int64 ``users`` [B], never a ``hidden`` row.
+
+        Users are scored in blocks of :func:`block_rows` rows, so one call holds at most
+        :attr:`score_budget` bytes of scores (plus one block's masks) however many users and
+        items there are; the lists equal those of one unblocked pass."""
         if cand is None and catalog.ann is not None:
             return self._rank_ann(catalog, users, k, exclude_seen, hidden)
         table = catalog.items if cand is None else catalog.items[cand]
+        rows = block_rows(len(table), self.score_budget)
+        ids: list[np.ndarray] = []
+        vals: list[np.ndarray] = []
+        for start in range(0, len(users), rows):
+            block_ids, block_vals = self._rank_block(
+                table,
+                users[start : start + rows],
+                k,
+                exclude_seen,
+                cand,
+                hidden,
+                len(catalog.items),
+            )
+            ids += block_ids
+            vals += block_vals
+        return ids, vals
+
+    def _rank_block(
+        self,
+        table: np.ndarray,
+        users: np.ndarray,
+        k: int,
+        exclude_seen: bool,
+        cand: np.ndarray | None,
+        hidden: np.ndarray,
+        n_items: int,
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """:meth:`_rank` of one block of int64 ``users`` [b] against ``table`` float32 [n, d]
+        (every item, or the candidates ``cand`` [n])."""
         scores = gemm_scores(self.users[users], table)
         if exclude_seen:
-            self._mask_seen(scores, users, cand, len(catalog.items))
+            self._mask_seen(scores, users, cand, n_items)
         if len(hidden):
             if cand is None:
                 scores[:, hidden] = -np.inf

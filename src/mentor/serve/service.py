@@ -94,6 +94,7 @@ class Service:
         old = self._rec
         with self._write:
             new = Recommender.load(path or old.path, index=old.index_kind)
+            new.score_budget = old.score_budget
             new.apply_changes(self.store.changes_after(0))
             self._rec = new
         log.warning(
