@@ -136,6 +136,7 @@ def write_bundle(run: Path, out: Path, device: str = "cpu", data: Path | None = 
         "dim": int(tensors["users"].shape[1]),
         "seen": "train" + (" + valid" if loaded.config.eval.mask_valid_at_test else ""),
         "cold_start": cold if isinstance(cold, str) else cold[0],
+        "fold_in": model.fold_in,
     }
     info = read_run_info(Path(run))
     training_data = info["data_fingerprint"] if info else dataset.fingerprint()

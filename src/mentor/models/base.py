@@ -74,6 +74,11 @@ class Recommender(nn.Module):
     """False: the loop draws no negatives (``batch.negatives`` is an empty int64 tensor)."""
     cold_start_unavailable: ClassVar[str] = "embeds items from ids only"
     """Why :meth:`new_item_representations` is unavailable (for models that do not implement it)."""
+    fold_in: ClassVar[str] = "graph"
+    """How a served visitor's item history becomes a user vector, the way this model builds
+    users (a key of ``mentor.serve.recommender.FOLD_IN_RULES``): ``graph`` for models whose
+    users aggregate their items over the user-item graph, ``mean`` for free user vectors,
+    ``popularity`` for the popularity ranker."""
 
     def __init__(self, config: Any, ctx: ModelContext, generator: torch.Generator) -> None:
         super().__init__()

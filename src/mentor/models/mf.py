@@ -28,6 +28,7 @@ class MFBPR(Recommender):
     """Users and items as free 64-d vectors; score = dot product."""
 
     name = "bpr"
+    fold_in = "mean"
 
     def __init__(self, config: MFConfig, ctx: ModelContext, generator: torch.Generator) -> None:
         super().__init__(config, ctx, generator)

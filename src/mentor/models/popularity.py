@@ -19,6 +19,7 @@ class Popularity(Recommender):
     """Score = number of train interactions of the item (the same list for every user)."""
 
     name = "pop"
+    fold_in = "popularity"
     trainable = False
 
     def __init__(

@@ -54,6 +54,7 @@ class VBPR(Recommender):
     """Matrix factorisation whose items also carry a linear projection of their features."""
 
     name = "vbpr"
+    fold_in = "mean"
     cold_start_unavailable = FREE_ITEM_IDS
 
     def __init__(self, config: VBPRConfig, ctx: ModelContext, generator: torch.Generator) -> None:

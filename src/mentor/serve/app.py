@@ -3,8 +3,12 @@
 Endpoints (OpenAPI docs at ``/docs``, schema at ``/openapi.json``):
 
 - ``GET /recommend?user=U&k=10&exclude_seen=true``: one user's top-K.
-- ``POST /recommend``: ``{"users": [...], "k": 10, "exclude_seen": true, "items": [...]?}``,
-  at most :data:`MAX_BATCH` users and :data:`MAX_CANDIDATES` candidate items per request.
+- ``POST /recommend``: ``{"users": [...], "k": 10, "exclude_seen": true, "items": [...]?,
+  "exclude": [...]?}``, at most :data:`MAX_BATCH` users and :data:`MAX_CANDIDATES` candidate
+  items per request; or ``{"histories": [[item, ...], ...], ...}`` for visitors without a
+  trained id (fold-in).
+- ``DELETE /items/{id}``: remove an item (API key); ``POST /admin/reload``: load a new bundle
+  without a restart (API key).
 - ``GET /similar?item=I&k=10``: items with the most similar representations.
 - ``POST /items``: cold-start items from features (``X-API-Key`` header equal to the
   ``MENTOR_API_KEY`` environment variable; refused while it is unset).
@@ -52,6 +56,7 @@ MAX_K = 1000
 MAX_BATCH = 1000
 MAX_CANDIDATES = 100_000
 MAX_NEW_ITEMS = 1000
+MAX_HISTORY = 1000
 API_KEY_ENV = "MENTOR_API_KEY"
 BUNDLE_ENV = "MENTOR_BUNDLE"
 INDEX_ENV = "MENTOR_INDEX"
@@ -108,11 +113,10 @@ class UserList(BaseModel):
     fallback: bool = Field(description="unknown user: the most popular items")
 
 
-class RecommendRequest(BaseModel):
-    """Many users at once."""
+class _ListRequest(BaseModel):
+    """What every list request may set."""
 
     model_config = STRICT
-    users: list[Id] = Field(min_length=1, max_length=MAX_BATCH)
     k: JsonInt = Field(10, ge=1, le=MAX_K)
     exclude_seen: bool = True
     items: list[Id] | None = Field(
@@ -120,6 +124,21 @@ class RecommendRequest(BaseModel):
     )
     exclude: list[Id] | None = Field(
         None, max_length=MAX_CANDIDATES, description="item ids to leave out of every list"
+    )
+
+
+class RecommendRequest(_ListRequest):
+    """Many known users at once."""
+
+    users: list[Id] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class HistoryRequest(_ListRequest):
+    """Visitors without a trained user id, each given by the items they interacted with
+    (fold-in); their lists come back keyed ``history:<n>``."""
+
+    histories: list[Annotated[list[Id], Field(max_length=MAX_HISTORY)]] = Field(
+        min_length=1, max_length=MAX_BATCH
     )
 
 
@@ -433,10 +452,19 @@ def create_app(
         return answer(served, {"user": user, **result.to_dict()})
 
     @app.post("/recommend", response_model=RecommendResponse, responses=ERRORS)
-    def recommend_many(body: RecommendRequest) -> JSONResponse:
-        """Top-``k`` items of each of up to MAX_BATCH users (optionally among ``items``)."""
+    def recommend_many(body: RecommendRequest | HistoryRequest) -> JSONResponse:
+        """Top-``k`` items of each of up to MAX_BATCH users (optionally among ``items``), or of
+        each item history (a visitor without a trained id: its items folded into a user
+        vector the way the model builds users)."""
         served = service.current()
-        results = served.recommend(body.users, body.k, body.exclude_seen, body.items, body.exclude)
+        if isinstance(body, HistoryRequest):
+            results = served.recommend_histories(
+                body.histories, body.k, body.exclude_seen, body.items, body.exclude
+            )
+        else:
+            results = served.recommend(
+                body.users, body.k, body.exclude_seen, body.items, body.exclude
+            )
         metrics.users.inc(len(results))
         return answer(served, {"results": [{"user": r.key, **r.to_dict()} for r in results]})
 

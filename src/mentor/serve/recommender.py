@@ -285,6 +285,71 @@ def _popular(
     )
 
 
+@dataclass(frozen=True)
+class Queries:
+    """Rows to rank: query vectors and, per row, the items to leave out as seen.
+
+    Attributes:
+        vectors: float32 [B, d] (user representations, or folded-in histories).
+        seen_indptr: int64 [B + 1] and seen_indices: int64 [nnz], the seen rows of each query
+            in CSR form.
+    """
+
+    vectors: np.ndarray
+    seen_indptr: np.ndarray
+    seen_indices: np.ndarray
+
+    @classmethod
+    def from_lists(cls, vectors: np.ndarray, seen: Sequence[np.ndarray]) -> Queries:
+        """Queries over ``vectors`` [B, d] with the seen rows ``seen`` (B int64 arrays)."""
+        lengths = np.asarray([len(s) for s in seen], dtype=np.int64)
+        indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        indices = np.concatenate(seen).astype(np.int64) if len(seen) else np.zeros(0, np.int64)
+        return cls(vectors, indptr, indices)
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def block(self, start: int, stop: int) -> Queries:
+        """Rows ``start:stop``."""
+        indptr = self.seen_indptr[start : stop + 1]
+        return Queries(
+            self.vectors[start:stop],
+            indptr - indptr[0],
+            self.seen_indices[indptr[0] : indptr[-1]],
+        )
+
+    def seen(self, row: int) -> np.ndarray:
+        """Seen rows int64 [n] of query ``row``."""
+        return self.seen_indices[self.seen_indptr[row] : self.seen_indptr[row + 1]]
+
+
+FOLD_IN_RULES = {
+    "graph": "degree-weighted mean of the history's item representations, "
+    "sum_i item_i / sqrt(1 + deg_i) over sum_i 1 / sqrt(1 + deg_i): the first propagation "
+    "layer of a normalised user-item graph, in the served space",
+    "mean": "mean of the history's item representations (the model learns users as free "
+    "vectors, so no propagation rule exists to replay)",
+    "popularity": "the most popular items (the model ranks by popularity alone)",
+}
+
+
+def _mask_seen(scores: np.ndarray, queries: Queries, cand: np.ndarray | None, n_items: int) -> None:
+    """Set the scores float [B, n] of each query's seen items to ``-inf`` in place (``n`` is
+    every item, or the candidates ``cand``)."""
+    lengths = np.diff(queries.seen_indptr)
+    rows = np.repeat(np.arange(len(queries)), lengths)
+    cols = queries.seen_indices
+    if cand is None:
+        scores[rows, cols] = -np.inf
+        return
+    lookup = np.full(n_items, -1, dtype=np.int64)
+    lookup[cand] = np.arange(len(cand))
+    local = lookup[cols]
+    hit = local >= 0
+    scores[rows[hit], local[hit]] = -np.inf
+
+
 def _runs_of_one_op(changes: Sequence[Change]) -> list[list[Change]]:
     """``changes`` cut into maximal runs of consecutive changes with the same ``op``."""
     runs: list[list[Change]] = []
@@ -321,6 +386,8 @@ class Recommender:
         digest: SHA-256 of the bundle's checksums.json (which covers every file): its identity.
         mentor_version: the mentor version that wrote the bundle.
         score_budget: bytes of scores one ranking call may hold (users are scored in blocks).
+        fold_in: how a history becomes a query vector (a key of :data:`FOLD_IN_RULES`; the
+            model's own rule, recorded in the bundle).
         catalog: the current :class:`Catalog` snapshot (replaced whole by :meth:`add_items`);
             :attr:`items`, :attr:`item_ids`, :attr:`item_index` and :attr:`popularity` read it.
     """
@@ -341,6 +408,7 @@ class Recommender:
     digest: str = ""
     mentor_version: str = ""
     score_budget: int = SCORE_BUDGET
+    fold_in: str = "mean"
     user_index: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -421,6 +489,7 @@ class Recommender:
                 else ""
             ),
             mentor_version=str(manifest.get("mentor_version", "")),
+            fold_in=str(manifest.get("fold_in", "mean")),  # bundles before the rule: the mean
         )
         if (
             len(rec.user_index) != len(rec.users)
@@ -542,7 +611,8 @@ class Recommender:
         rows = [i for i in known if i is not None]
         lists: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         if rows:
-            ids, vals = self._rank(catalog, np.asarray(rows), k, exclude_seen, cand, hidden)
+            queries = self._user_queries(np.asarray(rows, dtype=np.int64))
+            ids, vals = self._rank(catalog, queries, k, exclude_seen, cand, hidden)
             lists = {u: (a, b) for u, a, b in zip(rows, ids, vals, strict=True)}
         out = []
         for name, user in zip(names, known, strict=True):
@@ -555,84 +625,124 @@ class Recommender:
                 )
         return out
 
+    def recommend_histories(
+        self,
+        histories: Sequence[Sequence[str]],
+        k: int = 10,
+        exclude_seen: bool = True,
+        items: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+    ) -> list[Recommendations]:
+        """Top-``k`` items for visitors known only by their item histories (fold-in).
+
+        Each history becomes a query vector by the bundle's fold-in rule (:attr:`fold_in`, see
+        :data:`FOLD_IN_RULES`) and is ranked like a trained user, its history as its seen
+        items. Ids the catalogue does not hold (unknown or removed) are ignored; a history with
+        none left gets the most popular items (``fallback=True``). Lists are keyed
+        ``history:<n>`` in request order.
+        """
+        k = _check_k(k)
+        if isinstance(histories, str) or any(isinstance(h, str) for h in histories):
+            raise MentorError("histories must be a list of lists of item ids")
+        catalog = self.catalog
+        cand = None if items is None else self._item_positions(catalog, items)
+        hidden = self._hidden(catalog, exclude)
+        rows = [
+            np.unique([catalog.index[i] for i in map(str, h) if i in catalog.index]).astype(
+                np.int64
+            )
+            for h in histories
+        ]
+        folded = [n for n, r in enumerate(rows) if len(r) and self.fold_in != "popularity"]
+        lists: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if folded:
+            vectors = np.stack([self.fold_in_vector(catalog, rows[n]) for n in folded])
+            queries = Queries.from_lists(vectors, [rows[n] for n in folded])
+            ids, vals = self._rank(catalog, queries, k, exclude_seen, cand, hidden)
+            lists = dict(zip(folded, zip(ids, vals, strict=True), strict=True))
+        out = []
+        for n in range(len(histories)):
+            name = f"history:{n}"
+            if n not in lists:
+                out.append(_popular(catalog, name, k, cand, hidden))
+                continue
+            idx, vals = lists[n]
+            out.append(Recommendations(name, [catalog.ids[i] for i in idx], vals.tolist()))
+        return out
+
+    def fold_in_vector(self, catalog: Catalog, rows: np.ndarray) -> np.ndarray:
+        """The query vector float32 [d] of a history of live item ``rows`` int64 [n >= 1]."""
+        reps = catalog.items[rows].astype(np.float64)
+        if self.fold_in == "graph":
+            weights = 1.0 / np.sqrt(1.0 + catalog.popularity[rows].astype(np.float64))
+            return (weights @ reps / weights.sum()).astype(np.float32)
+        return reps.mean(axis=0).astype(np.float32)
+
+    def _user_queries(self, users: np.ndarray) -> Queries:
+        """Queries of trained users int64 [B]: their vectors and seen items."""
+        starts, ends = self.seen_indptr[users], self.seen_indptr[users + 1]
+        lengths = ends - starts
+        first = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+        indices = self.seen_indices[first + np.arange(lengths.sum())]
+        indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        return Queries(self.users[users], indptr, indices.astype(np.int64))
+
     def _rank(
         self,
         catalog: Catalog,
-        users: np.ndarray,
+        queries: Queries,
         k: int,
         exclude_seen: bool,
         cand: np.ndarray | None,
         hidden: np.ndarray,
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """Ranked rows and scores per user of int64 ``users`` [B], never a ``hidden`` row.
+        """Ranked rows and scores per query, never a ``hidden`` row.
 
         Users are scored in blocks of :func:`block_rows` rows, so one call holds at most
         :attr:`score_budget` bytes of scores (plus one block's masks) however many users and
         items there are; the lists equal those of one unblocked pass."""
         if cand is None and catalog.ann is not None:
-            return self._rank_ann(catalog, users, k, exclude_seen, hidden)
+            return self._rank_ann(catalog, queries, k, exclude_seen, hidden)
         table = catalog.items if cand is None else catalog.items[cand]
         rows = block_rows(len(table), self.score_budget)
         ids: list[np.ndarray] = []
         vals: list[np.ndarray] = []
-        for start in range(0, len(users), rows):
+        for start in range(0, len(queries), rows):
+            block = queries.block(start, min(start + rows, len(queries)))
             block_ids, block_vals = self._rank_block(
-                table,
-                users[start : start + rows],
-                k,
-                exclude_seen,
-                cand,
-                hidden,
-                len(catalog.items),
+                table, block, k, exclude_seen, cand, hidden, len(catalog.items)
             )
             ids += block_ids
             vals += block_vals
         return ids, vals
 
+    @staticmethod
     def _rank_block(
-        self,
         table: np.ndarray,
-        users: np.ndarray,
+        queries: Queries,
         k: int,
         exclude_seen: bool,
         cand: np.ndarray | None,
         hidden: np.ndarray,
         n_items: int,
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-        """:meth:`_rank` of one block of int64 ``users`` [b] against ``table`` float32 [n, d]
-        (every item, or the candidates ``cand`` [n])."""
-        scores = gemm_scores(self.users[users], table)
+        """:meth:`_rank` of one block of queries against ``table`` float32 [n, d] (every
+        item, or the candidates ``cand`` [n])."""
+        scores = gemm_scores(queries.vectors, table)
         if exclude_seen:
-            self._mask_seen(scores, users, cand, n_items)
+            _mask_seen(scores, queries, cand, n_items)
         if len(hidden):
             if cand is None:
                 scores[:, hidden] = -np.inf
             else:
                 scores[:, np.isin(cand, hidden)] = -np.inf
-        local, valid = top_k_batch(scores, k) if len(users) >= BATCH_RANK_ROWS else top_k(scores, k)
+        rows = len(queries)
+        local, valid = top_k_batch(scores, k) if rows >= BATCH_RANK_ROWS else top_k(scores, k)
         values = np.take_along_axis(scores, local, axis=1).astype(np.float64)
         index = local if cand is None else cand[local]
-        ids = [index[row][valid[row]] for row in range(len(users))]
-        vals = [values[row][valid[row]] for row in range(len(users))]
+        ids = [index[row][valid[row]] for row in range(rows)]
+        vals = [values[row][valid[row]] for row in range(rows)]
         return ids, vals
-
-    def _mask_seen(
-        self, scores: np.ndarray, users: np.ndarray, cand: np.ndarray | None, n_items: int
-    ) -> None:
-        """Set the scores float [B, n] of each user's seen items to ``-inf`` in place."""
-        starts, ends = self.seen_indptr[users], self.seen_indptr[users + 1]
-        lengths = ends - starts
-        rows = np.repeat(np.arange(len(users)), lengths)
-        first = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
-        cols = self.seen_indices[first + np.arange(lengths.sum())]
-        if cand is None:
-            scores[rows, cols] = -np.inf
-            return
-        lookup = np.full(n_items, -1, dtype=np.int64)
-        lookup[cand] = np.arange(len(cand))
-        local = lookup[cols]
-        hit = local >= 0
-        scores[rows[hit], local[hit]] = -np.inf
 
     # ------------------------------------------------------------------------------------------
     def similar_items(
@@ -792,8 +902,9 @@ class Recommender:
         ann.add(np.ascontiguousarray(catalog.items, dtype=np.float32))
         self.catalog = dataclasses.replace(catalog, ann=ann)
 
+    @staticmethod
     def _rank_ann(
-        self, catalog: Catalog, users: np.ndarray, k: int, exclude_seen: bool, hidden: np.ndarray
+        catalog: Catalog, queries: Queries, k: int, exclude_seen: bool, hidden: np.ndarray
     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Approximate top-``k`` from the HNSW index; seen and ``hidden`` rows are filtered
         from a longer candidate list (``k`` plus the most that can be filtered)."""
@@ -801,18 +912,16 @@ class Recommender:
 
         extra = len(hidden)
         if exclude_seen:
-            extra += int((self.seen_indptr[users + 1] - self.seen_indptr[users]).max())
+            extra += int(np.diff(queries.seen_indptr).max())
         depth = min(k + extra, len(catalog.items))
         # search parameters per call: no shared index state that two threads could race on
         params = faiss.SearchParametersHNSW(efSearch=max(64, 2 * depth))
-        vals, idx = catalog.ann.search(
-            np.ascontiguousarray(self.users[users]), depth, params=params
-        )
+        vals, idx = catalog.ann.search(np.ascontiguousarray(queries.vectors), depth, params=params)
         ids, scores = [], []
-        for row, user in enumerate(users):
+        for row in range(len(queries)):
             keep = (idx[row] >= 0) & ~np.isin(idx[row], hidden)
             if exclude_seen:
-                keep &= ~np.isin(idx[row], self.seen(int(user)))
+                keep &= ~np.isin(idx[row], queries.seen(row))
             ids.append(idx[row][keep][:k].astype(np.int64))
             scores.append(vals[row][keep][:k].astype(np.float64))
         return ids, scores
