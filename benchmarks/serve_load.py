@@ -1,19 +1,22 @@
-"""Load test of ``mentor serve`` on loopback with wrk: one server process, a Baby-size LightGCN.
+"""Load test of ``mentor serve`` on loopback with wrk: one and two server processes, a Baby-size
+LightGCN.
 
 Trains LightGCN for a few epochs on Amazon Baby (quality does not matter here), bundles it,
-starts one server process and measures with wrk (a C client, one thread):
+starts the server with each worker count of ``--workers`` and measures with wrk (a C client,
+one thread):
 
 - ``GET /recommend?user=U&k=10`` (a random known user per request) at 1, 16 and 64 connections:
   requests/s and p50/p99 latency;
 - ``POST /recommend`` with batches of 1,000 random users (k=10): users/s.
 
 Writes benchmarks/results/serve_load.json and .md. Usage:
-python benchmarks/serve_load.py [--data DIR] [--work DIR] [--seconds 10]
+python benchmarks/serve_load.py [--data DIR] [--work DIR] [--seconds 10] [--workers 1 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import random
 import re
@@ -79,6 +82,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed (Debian: apt-get install -y wrk)")
@@ -94,46 +98,54 @@ def main() -> None:
     post_lua = args.work / "post.lua"
     post_lua.write_text(POST_LUA % ",".join(lua_string(b) for b in bodies))
 
+    from mentor import __version__
+
     results: dict = {
+        "date": datetime.date.today().isoformat(),
+        "version": __version__,
+        "command": "python benchmarks/serve_load.py --seconds "
+        f"{args.seconds} --workers {' '.join(map(str, args.workers))}",
         "machine": machine(),
         "data": str(args.data),
         "users": len(users),
         "items": len(ids["items"]),
-        "server": "mentor serve, 1 process (uvicorn + uvloop + httptools), exact top-K",
+        "server": "mentor serve (uvicorn + uvloop + httptools), exact top-K, SQLite log",
         "client": "wrk, 1 thread, loopback, same machine",
         "seconds": args.seconds,
     }
-    with server(bundle) as url:
-        wrk(url, get_lua, 4, 2)  # warm-up
-        results["get_recommend_k10"] = [wrk(url, get_lua, c, args.seconds) for c in (1, 16, 64)]
-        posts = [wrk(f"{url}/recommend", post_lua, c, args.seconds) for c in (1, 2)]
-        for entry in posts:
-            entry["batch"] = args.batch
-            entry["users_per_s"] = entry["requests_per_s"] * args.batch
-        results["post_recommend_k10"] = posts
+    results["rows"] = []
+    for workers in args.workers:
+        with server(bundle, workers=workers) as url:
+            wrk(url, get_lua, 4, 2)  # warm-up
+            for c in (1, 16, 64):
+                row = wrk(url, get_lua, c, args.seconds)
+                results["rows"].append({"request": "GET", "workers": workers, **row})
+            for c in (1, 2):
+                row = wrk(f"{url}/recommend", post_lua, c, args.seconds)
+                row["users_per_s"] = row["requests_per_s"] * args.batch
+                results["rows"].append({"request": "POST", "workers": workers, **row})
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "serve_load.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [
-        f"# mentor serve load test ({results['machine']})",
+        f"# mentor serve load test ({results['date']}, {results['machine']}, mentor {__version__})",
         "",
         f"LightGCN bundle of {args.data.name}: {results['users']:,} users, "
         f"{results['items']:,} items; {results['server']}; {results['client']}, "
-        f"{args.seconds} s per row.",
+        f"{args.seconds} s per row; `{results['command']}`.",
         "",
-        "| request | connections | requests/s | users/s | p50 ms | p99 ms | non-2xx |",
-        "|---|---|---|---|---|---|---|",
+        "| request | workers | connections | requests/s | users/s | p50 ms | p99 ms | non-2xx |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for row in results["get_recommend_k10"]:
+    for row in results["rows"]:
+        if row["request"] == "GET":
+            name, rate = "GET /recommend k=10", f"{row['requests_per_s']:,.0f}"
+            users = rate
+        else:
+            name, rate = f"POST /recommend {args.batch} users", f"{row['requests_per_s']:,.1f}"
+            users = f"{row['users_per_s']:,.0f}"
         lines.append(
-            f"| GET /recommend k=10 | {row['connections']} | {row['requests_per_s']:,.0f} | "
-            f"{row['requests_per_s']:,.0f} | {row['p50_ms']:.2f} | {row['p99_ms']:.2f} | "
-            f"{row['non_2xx']} |"
-        )
-    for row in results["post_recommend_k10"]:
-        lines.append(
-            f"| POST /recommend {args.batch} users | {row['connections']} | "
-            f"{row['requests_per_s']:,.1f} | {row['users_per_s']:,.0f} | {row['p50_ms']:.1f} | "
-            f"{row['p99_ms']:.1f} | {row['non_2xx']} |"
+            f"| {name} | {row['workers']} | {row['connections']} | {rate} | {users} | "
+            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['non_2xx']} |"
         )
     (RESULTS / "serve_load.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

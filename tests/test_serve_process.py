@@ -161,18 +161,45 @@ def test_workers_share_the_log(bundle: Path, tmp_path: Path, servers: list) -> N
         assert len(pids) == 2, pids
 
 
+def test_admin_reload_reaches_every_worker(bundle: Path, tmp_path: Path, servers: list) -> None:
+    served = tmp_path / "served"
+    served.symlink_to(bundle)
+    proc, url = _start(served, tmp_path / "log.sqlite", workers=2)
+    servers.append(proc)
+    before = httpx.get(f"{url}/health").json()["bundle_digest"]
+    other = _copy_with_other_digest(bundle, tmp_path / "other")
+    served.unlink()
+    served.symlink_to(other)
+    reply = httpx.post(f"{url}/admin/reload", headers={"x-api-key": KEY}, timeout=60)
+    assert reply.status_code == 200 and reply.json()["scheduled"] is True
+    new = reply.json()["bundle_digest"]
+    assert new != before
+    time.sleep(1.5)  # the poll delay, and a reload in the background
+    seen = {}
+    for _ in range(60):
+        with httpx.Client(timeout=5) as fresh:
+            response = fresh.get(f"{url}/health")
+            seen[response.headers["x-mentor-worker"]] = response.json()["bundle_digest"]
+    assert len(seen) == 2 and set(seen.values()) == {new}, seen
+
+
+def _copy_with_other_digest(bundle: Path, other: Path) -> Path:
+    """A copy of ``bundle`` with the same files but another digest (checksums.json differs)."""
+    other.mkdir()
+    for path in bundle.iterdir():
+        (other / path.name).write_bytes(path.read_bytes())
+    checksums = other / "checksums.json"
+    checksums.write_text(checksums.read_text() + " ")
+    return other
+
+
 def test_sighup_reloads_a_single_process(bundle: Path, tmp_path: Path, servers: list) -> None:
     served = tmp_path / "served"
     served.symlink_to(bundle)
     proc, url = _start(served, tmp_path / "log.sqlite")
     servers.append(proc)
     before = httpx.get(f"{url}/health").json()["bundle_digest"]
-    other = tmp_path / "other"
-    (other).mkdir()
-    for path in bundle.iterdir():
-        (other / path.name).write_bytes(path.read_bytes())
-    checksums = other / "checksums.json"
-    checksums.write_text(checksums.read_text() + " ")  # same files, another digest
+    other = _copy_with_other_digest(bundle, tmp_path / "other")
     served.unlink()
     served.symlink_to(other)
     os.kill(proc.pid, signal.SIGHUP)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -275,3 +276,21 @@ def test_health_reports_store_and_bundle(bundles: tuple[Path, Path], tmp_path: P
         body["bundle_digest"] == health.headers[BUNDLE_HEADER] and len(body["bundle_digest"]) == 64
     )
     assert body["catalog_seq"] == 0 and json.dumps(body)
+
+
+def test_a_reload_reaches_every_process_through_the_log(
+    bundles: tuple[Path, Path], make_store
+) -> None:  # type: ignore[no-untyped-def]
+    served_by = [Service(Recommender.load(bundles[0]), make_store(), 0.0) for _ in range(2)]
+    served_by[0].add(["kept"], _features(1))
+    new = served_by[0].reload(bundles[1])
+    assert served_by[0].current() is new and "kept" in new.item_index
+    follower = served_by[1]
+    deadline = time.monotonic() + 10
+    while follower.current().digest != new.digest:  # loads in the background, then swaps
+        assert time.monotonic() < deadline, "the other process did not follow the reload"
+        time.sleep(0.02)
+    rec = follower.current()
+    assert "kept" in rec.item_index and rec.catalog.seq == new.catalog.seq
+    follower.add(["after"], _features(1, seed=9))  # the log goes on as before
+    assert "after" in served_by[0].current().item_index

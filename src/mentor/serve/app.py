@@ -440,7 +440,7 @@ def create_app(
     key_header = Header(None, description=f"must equal ${API_KEY_ENV}")
 
     @app.get("/recommend", response_model=UserList, responses=ERRORS)
-    def recommend_one(
+    async def recommend_one(
         user: str = Query(max_length=ID_MAX_LENGTH, description="external user id"),
         k: int = Query(10, ge=1, le=MAX_K),
         exclude_seen: bool = Query(True, description="leave out the user's trained items"),
@@ -469,7 +469,7 @@ def create_app(
         return answer(served, {"results": [{"user": r.key, **r.to_dict()} for r in results]})
 
     @app.get("/similar", response_model=SimilarResponse, responses=ERRORS)
-    def similar(
+    async def similar(
         item: str = Query(max_length=ID_MAX_LENGTH, description="external item id"),
         k: int = Query(10, ge=1, le=MAX_K),
     ) -> JSONResponse:
@@ -538,26 +538,27 @@ def create_app(
         if denied:
             return denied
         path = body.bundle if body else None
-        if workers > 1:
-            if path:
-                return _error(
-                    400,
-                    "with several server processes a reload re-reads the served bundle "
-                    "path; point it (e.g. a symlink) at the new bundle and reload without "
-                    "'bundle'",
-                )
+        if workers > 1 and path:
+            return _error(
+                400,
+                "with several server processes a reload re-reads the served bundle path; "
+                "point it (e.g. a symlink) at the new bundle and reload without 'bundle'",
+            )
+        if workers > 1 and not service.durable:
+            # no shared log to tell the others: the uvicorn supervisor restarts them all
             os.kill(os.getppid(), signal.SIGHUP)
             served = service.current()
             return answer(
                 served, {"scheduled": True, "bundle_digest": served.digest, "model": served.model}
             )
-        served = service.reload(path)
+        served = service.reload(path)  # logged: every other process follows
         return answer(
-            served, {"scheduled": False, "bundle_digest": served.digest, "model": served.model}
+            served,
+            {"scheduled": workers > 1, "bundle_digest": served.digest, "model": served.model},
         )
 
     @app.get("/health", response_model=Health)
-    def health() -> JSONResponse:
+    async def health() -> JSONResponse:
         """Liveness and what the server holds."""
         served = service.current()
         response = answer(

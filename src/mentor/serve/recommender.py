@@ -839,6 +839,9 @@ class Recommender:
             fresh = [c for c in changes if c.seq > catalog.seq]
             for group in _runs_of_one_op(fresh):
                 seq = group[-1].seq
+                if group[0].op == "reload":  # the service's business: here only a seq
+                    catalog = dataclasses.replace(catalog, seq=seq)
+                    continue
                 if group[0].op == "remove":
                     names = [c.item_id for c in group if c.item_id in catalog.index]
                     _log_skipped(group, set(names), "not a live item")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mentor.serve.recommender import Recommender
-from mentor.serve.store import ChangeStore, MemoryStore
+from mentor.serve.store import Change, ChangeStore, MemoryStore
 
 log = logging.getLogger("mentor.serve")
 
@@ -38,6 +38,7 @@ class Service:
         self.poll_seconds = poll_seconds
         self._write = threading.Lock()
         self._poll = threading.Lock()
+        self._reloading = threading.Lock()
         rec.apply_changes(self.store.changes_after(0))
         self._rec = rec
         self._due = time.monotonic() + poll_seconds
@@ -62,8 +63,26 @@ class Service:
 
     def _catch_up(self) -> None:
         rec = self._rec
-        rec.apply_changes(self.store.changes_after(rec.catalog.seq))
+        changes = self.store.changes_after(rec.catalog.seq)
+        reloads = [c for c in changes if c.op == "reload"]
+        if reloads and not self._reloading.locked():
+            # another process reloaded: load here too, off the request path; until the new
+            # bundle is in, requests keep the old one (and this poll leaves the seq alone)
+            threading.Thread(target=self._follow, args=(reloads[-1],), daemon=True).start()
+        elif not reloads:
+            rec.apply_changes(changes)
         self._due = time.monotonic() + self.poll_seconds
+
+    def _follow(self, change: Change) -> None:
+        """Load the bundle a logged reload names (the served folder again for "")."""
+        with self._reloading:
+            try:
+                self._swap(change.item_id or None)
+            except Exception:  # a bundle that does not load here: keep the old one
+                log.exception("reload %d failed; still serving %s", change.seq, self._rec.path)
+                with self._write:
+                    self._rec.apply_changes([c for c in self.store.changes_after(0)
+                                             if c.seq <= change.seq])  # fmt: skip
 
     def add(self, ids: Sequence[str], features: Mapping[str, Any]) -> Recommender:
         """Add new items: checked and embedded first, then logged (the log refuses an id that
@@ -90,11 +109,19 @@ class Service:
 
     def reload(self, path: str | Path | None = None) -> Recommender:
         """Load the bundle at ``path`` (default: the current bundle's folder, read again),
-        replay the log over it and swap it in; requests in flight finish on the old one."""
+        replay the log over it and swap it in; requests in flight finish on the old one. The
+        reload is logged, so every other process sharing the log follows within its poll delay.
+        """
+        with self._reloading:
+            return self._swap(path, announce=True)
+
+    def _swap(self, path: str | Path | None, announce: bool = False) -> Recommender:
         old = self._rec
+        new = Recommender.load(path or old.path, index=old.index_kind)
+        new.score_budget = old.score_budget
         with self._write:
-            new = Recommender.load(path or old.path, index=old.index_kind)
-            new.score_budget = old.score_budget
+            if announce:
+                self.store.reload(str(path or ""))
             new.apply_changes(self.store.changes_after(0))
             self._rec = new
         log.warning(

@@ -47,8 +47,9 @@ class Change:
 
     Attributes:
         seq: position in the log (increasing in commit order).
-        op: ``"add"`` or ``"remove"``.
-        item_id: the external item id.
+        op: ``"add"``, ``"remove"`` or ``"reload"`` (every process loads a bundle again).
+        item_id: the external item id; for a reload, the bundle folder ("" for the folder each
+            process serves, read again).
         features: for an add, modality -> float32 [dim] raw features; None for a removal.
     """
 
@@ -103,6 +104,11 @@ class ChangeStore(ABC):
         """Log the removal of ``ids`` in one transaction; returns the last seq."""
 
     @abstractmethod
+    def reload(self, bundle: str) -> int:
+        """Log that every process is to load ``bundle`` ("": its own bundle folder, read
+        again); returns the seq."""
+
+    @abstractmethod
     def changes_after(self, seq: int) -> list[Change]:
         """Every change with a seq above ``seq``, in order."""
 
@@ -140,6 +146,11 @@ class MemoryStore(ChangeStore):
                 self._log.append(Change(len(self._log) + 1, "remove", item))
             return len(self._log)
 
+    def reload(self, bundle: str) -> int:
+        with self._lock:
+            self._log.append(Change(len(self._log) + 1, "reload", bundle))
+            return len(self._log)
+
     def changes_after(self, seq: int) -> list[Change]:
         with self._lock:
             return self._log[seq:]
@@ -168,7 +179,7 @@ class _SqlStore(ChangeStore):
     def _schema(self) -> list[str]:
         return [
             f"CREATE TABLE IF NOT EXISTS {self.log_table} (seq {self.seq_type}, "
-            "op TEXT NOT NULL CHECK (op IN ('add', 'remove')), item_id TEXT NOT NULL, "
+            "op TEXT NOT NULL CHECK (op IN ('add', 'remove', 'reload')), item_id TEXT NOT NULL, "
             f"dims TEXT, features {self.blob_type}, at DOUBLE PRECISION NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS {self.live_table} (item_id TEXT PRIMARY KEY)",
         ]
@@ -220,6 +231,16 @@ class _SqlStore(ChangeStore):
                     ),
                     (item, now),
                 )
+            return self._last(cur)
+
+    def reload(self, bundle: str) -> int:
+        with self._write() as cur:
+            cur.execute(
+                self._sql(
+                    f"INSERT INTO {self.log_table} (op, item_id, at) VALUES ('reload', ?, ?)"
+                ),
+                (bundle, time.time()),
+            )
             return self._last(cur)
 
     def _last(self, cur: Any) -> int:
