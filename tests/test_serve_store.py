@@ -68,7 +68,9 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
         import psycopg
 
         with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f"DROP TABLE IF EXISTS {namespace}_log, {namespace}_live")
+            conn.execute(
+                f"DROP TABLE IF EXISTS {namespace}_log, {namespace}_live, {namespace}_meta"
+            )
     for store in opened:
         store.close()
 
@@ -294,3 +296,13 @@ def test_a_reload_reaches_every_process_through_the_log(
     assert "kept" in rec.item_index and rec.catalog.seq == new.catalog.seq
     follower.add(["after"], _features(1, seed=9))  # the log goes on as before
     assert "after" in served_by[0].current().item_index
+
+
+def test_a_log_of_another_schema_is_refused(tmp_path: Path) -> None:
+    SqliteStore(tmp_path / "old.sqlite").close()
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "old.sqlite") as conn:
+        conn.execute("UPDATE mentor_catalog_meta SET value = '0' WHERE key = 'schema'")
+    with pytest.raises(MentorError, match="catalogue log schema 0, this mentor reads 1"):
+        SqliteStore(tmp_path / "old.sqlite")

@@ -14,9 +14,10 @@ Back ends (:func:`open_store`):
   and a poller never skips a change that commits late.
 - memory: one process only, nothing survives (tests and the Python API).
 
-Two tables per namespace: ``<ns>_log`` (seq, op, item_id, dims, features, at) and
-``<ns>_live`` (the ids added through the service and not removed since). The primary key of
-``<ns>_live`` is what makes an id added once however many processes race.
+Three tables per namespace: ``<ns>_log`` (seq, op, item_id, dims, features, at), ``<ns>_live``
+(the ids added through the service and not removed since; its primary key is what makes an id
+added once however many processes race) and ``<ns>_meta`` (the schema version, checked on
+open).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from mentor.errors import MentorError
 from mentor.serve.recommender import DuplicateIdError
 
 NAMESPACE = "mentor_catalog"
+SCHEMA = "1"
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,7 @@ class _SqlStore(ChangeStore):
             )
         self.log_table = f"{namespace}_log"
         self.live_table = f"{namespace}_live"
+        self.meta_table = f"{namespace}_meta"
         self._lock = threading.Lock()
 
     def _sql(self, text: str) -> str:
@@ -182,7 +185,23 @@ class _SqlStore(ChangeStore):
             "op TEXT NOT NULL CHECK (op IN ('add', 'remove', 'reload')), item_id TEXT NOT NULL, "
             f"dims TEXT, features {self.blob_type}, at DOUBLE PRECISION NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS {self.live_table} (item_id TEXT PRIMARY KEY)",
+            f"CREATE TABLE IF NOT EXISTS {self.meta_table} (key TEXT PRIMARY KEY, value TEXT)",
         ]
+
+    def _create(self, cur: Any) -> None:
+        """Create the tables if needed and check the log's schema version (one-line error when
+        another mentor wrote it)."""
+        for statement in self._schema():
+            cur.execute(statement)
+        cur.execute(self._sql(f"SELECT value FROM {self.meta_table} WHERE key = 'schema'"))
+        row = cur.fetchone()
+        if row is None:
+            cur.execute(self._sql(f"INSERT INTO {self.meta_table} VALUES ('schema', ?)"), (SCHEMA,))
+        elif row[0] != SCHEMA:
+            raise MentorError(
+                f"{self.url}: catalogue log schema {row[0]}, this mentor reads {SCHEMA}; use "
+                "another --store (or namespace) or the mentor version that wrote it"
+            )
 
     @abstractmethod
     def _write(self) -> AbstractContextManager[Any]:
@@ -273,8 +292,7 @@ class SqliteStore(_SqlStore):
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             with self._write() as cur:
-                for statement in self._schema():
-                    cur.execute(statement)
+                self._create(cur)
         except sqlite3.Error as exc:
             raise MentorError(f"{self.path}: cannot open the catalogue store ({exc})") from None
 
@@ -324,8 +342,7 @@ class PostgresStore(_SqlStore):
                 f"{self.url}: cannot connect to the catalogue store ({first})"
             ) from None
         with self._write() as cur:
-            for statement in self._schema():
-                cur.execute(statement)
+            self._create(cur)
 
     @contextmanager
     def _write(self) -> Iterator[Any]:
