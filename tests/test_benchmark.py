@@ -6,6 +6,8 @@ import csv
 import json
 import shutil
 import statistics
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -193,6 +195,50 @@ def test_benchmark_keys_earlier_rows_by_the_data_not_its_path(
     third = make_dataset(tmp_path / "third", n_items=60, seed=2)
     assert main([*common, "--data", str(third), "--models", "pop"]) == 2
     assert "use another --out" in capsys.readouterr().err
+
+
+def test_benchmark_without_matplotlib_writes_the_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """No matplotlib: the tables are written, one line names the plot extra, exit 0; a chart
+    of an earlier call is removed (it would show other numbers)."""
+    data = make_dataset(tmp_path, n_items=60)
+    out = tmp_path / "bench"
+    out.mkdir()
+    (out / "results.png").write_bytes(b"an earlier chart")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    argv = ["benchmark", "--data", str(data), "--models", "pop", "--seeds", "1"]
+    assert main([*argv, "--out", str(out), "--grid", "none", "--epochs", "1"]) == 0
+    for name in ("results.md", "results.csv", "results.json"):
+        assert (out / name).stat().st_size > 0, name
+    assert not (out / "results.png").exists()
+    captured = capsys.readouterr()
+    said = [line for line in (captured.out + captured.err).splitlines() if "[plot]" in line]
+    assert len(said) == 1 and "matplotlib is not installed" in said[0]
+    assert "pip install 'mentor-rec[plot]'" in said[0]
+    assert "results.png" not in captured.out.splitlines()[-1]  # not listed as written
+
+
+def test_benchmark_trials_without_optuna_fails_before_any_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """--trials with a grid larger than the budget needs Optuna: refused before the first
+    model is trained (it used to fail at the first model with a larger grid)."""
+    data = make_dataset(tmp_path, n_items=60)
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"pop": {}, "bpr": {"model.reg_weight": [1e-4, 1e-3, 1e-2]}}))
+    out = tmp_path / "bench"
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    argv = ["benchmark", "--data", str(data), "--models", "pop,bpr", "--seeds", "1"]
+    argv += ["--out", str(out), "--grid", str(grid), "--epochs", "1", "--trials", "2"]
+    start = time.perf_counter()
+    assert main(argv) == 2
+    assert not (out / "runs").exists()
+    assert time.perf_counter() - start < 2
+    err = capsys.readouterr().err
+    assert "--trials needs the search extra (optuna is not installed)" in err
+    assert "pip install 'mentor-rec[search]'" in err and err.count("\n") == 1
 
 
 def test_parse_models_and_grids(tmp_path: Path) -> None:

