@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
-from mentor import __version__
 from mentor.config import RunConfig, resolve_config
-from mentor.data.dataset import Dataset, load_dataset
+from mentor.data.dataset import load_dataset
 from mentor.errors import MentorError
 from mentor.paths import cache_dir
 from mentor.runs import export_topk, load_run, read_run_config
-from mentor.search import run_identity
 from mentor.table import format_table
 from mentor.training.loop import fit
-from mentor.training.runinfo import read_run_info
+from mentor.training.runinfo import read_run_info, recorded_identity, run_identity
 
 #: per-model settings of the quick start, chosen on valid on ml-100k-mm (README, "Results"):
 #: LightGCN n_layers 3 at reg 1e-4; MENTOR from its official grid (mask_weight_g {1e-4, 1e-3} x
@@ -36,40 +35,49 @@ SETTINGS = {
 }
 
 
-def _same_run(run: Path, config: RunConfig, dataset: Dataset) -> bool:
-    """Whether ``run`` was made with ``config`` on ``dataset`` by this version of mentor."""
+def _same_settings(run: Path, config: RunConfig, fingerprint: dict[str, str]) -> bool:
+    """Whether ``run`` was made with ``config`` on the data of checksums ``fingerprint``, by
+    whatever code: its stored configuration and data (those it recorded, else the current
+    ones) hashed with this code."""
     info = read_run_info(run)
-    if info is None or info.get("mentor_version") != __version__:
-        return False
-    stored = read_run_config(run)
-    fingerprint = dataset.fingerprint()
-    return run_identity(stored, info["data_fingerprint"]) == run_identity(config, fingerprint)
+    stored = info["data_fingerprint"] if info else fingerprint
+    return run_identity(read_run_config(run), stored) == run_identity(config, fingerprint)
 
 
 def run_quickstart(out: Path | None, models: list[str], quiet: bool = False) -> dict[str, dict]:
     """Prepare MovieLens-100K (cached), train ``models`` and the popularity baseline, print test
-    metrics side by side and export the top-20 of the last model. Returns test metrics by model."""
+    metrics side by side and export the top-20 of the last model. Returns test metrics by model.
+
+    A run in ``out`` is reused (or, interrupted, resumed) only when its ``run.json`` records the
+    identity this code computes for the wanted settings and data; one with the same settings and
+    data made by other code (another version, changed model or training code) is trained again,
+    and one with other settings or data is refused."""
     from mentor.prepare.movielens import prepare_movielens
 
     out = out or Path("mentor-quickstart")
     data = prepare_movielens(cache_dir() / "datasets" / "ml-100k-mm", progress=not quiet)
     print(f"data: {data}")
     dataset = load_dataset(data)
+    fingerprint = dataset.fingerprint()
     results: dict[str, dict] = {}
     order = ["pop", *[m for m in models if m != "pop"]]
     for name in order:
         run = out / name
         tree = {"data": {"path": str(data.absolute())}, **SETTINGS.get(name, {})}
         config = resolve_config(name, tree)
-        if (run / "metrics.json").exists() and _same_run(run, config, dataset):
+        ours = recorded_identity(run) == run_identity(config, fingerprint)
+        if ours and (run / "metrics.json").exists():
             print(f"{name}: reusing finished run {run}")
             metrics = json.loads((run / "metrics.json").read_text())
         else:
-            if (run / "config.json").exists() and not _same_run(run, config, dataset):
-                raise MentorError(
-                    f"{run}: holds a run with other settings or data than this quick start; "
-                    "remove it or give another --out"
-                )
+            if (run / "config.json").exists() and not ours:
+                if not _same_settings(run, config, fingerprint):
+                    raise MentorError(
+                        f"{run}: holds a run with other settings or data than this quick start; "
+                        "remove it or give another --out"
+                    )
+                print(f"{name}: {run} was trained by other mentor code; training it again")
+                shutil.rmtree(run)
             start = time.perf_counter()
             metrics = fit(
                 config,
