@@ -26,9 +26,13 @@ from mentor.serve import coldstart
 from mentor.serve.format import (
     CHECKSUMS,
     CONFIG,
+    DATA_ITEM_META,
     FILES,
     FORMAT,
+    HISTORY,
     IDS,
+    IMAGES,
+    ITEM_META,
     MANIFEST,
     METRICS,
     TENSORS,
@@ -82,6 +86,50 @@ def cold_start_payload(model: Recommender) -> tuple[dict[str, Any], dict[str, np
         "negative_slope": 0.01,
     }
     return meta, tensors
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp")
+
+
+def _item_metadata(dataset: Any, tmp: Path) -> list[str]:
+    """Write ``item_meta.json`` (and copies of local images under ``images/``) into the bundle
+    being built in ``tmp`` from the data folder's ``item_meta.jsonl``, one JSON object per line
+    with ``item_id`` and any of ``title``, ``text``, ``image`` (an http(s) URL, or a file path
+    relative to the data folder). Returns the bundle files written (none without the file)."""
+    source = Path(dataset.path) / DATA_ITEM_META
+    if not source.is_file():
+        return []
+    wanted = {item: row for row, item in enumerate(dataset.item_ids)}
+    records: dict[str, dict[str, str]] = {}
+    written = [ITEM_META]
+    with open(source, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise MentorError(f"{source}: line {number}: not JSON ({exc.msg})") from None
+            if not isinstance(entry, dict) or not isinstance(entry.get("item_id"), str):
+                raise MentorError(f"{source}: line {number}: expected an object with 'item_id'")
+            item = entry["item_id"]
+            if item not in wanted or item in records:
+                continue
+            record = {f: str(entry[f]) for f in ("title", "text") if entry.get(f)}
+            image = str(entry.get("image") or "")
+            if image.startswith(("http://", "https://")):
+                record["image"] = image
+            elif image:
+                path = (source.parent / image).resolve()
+                if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES:
+                    name = f"{IMAGES}/{wanted[item]}{path.suffix.lower()}"
+                    (tmp / IMAGES).mkdir(exist_ok=True)
+                    shutil.copyfile(path, tmp / name)
+                    record["image"] = name
+                    written.append(name)
+            records[item] = record
+    (tmp / ITEM_META).write_text(json.dumps({"items": records}, indent=1) + "\n")
+    return written
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:
@@ -155,13 +203,19 @@ def write_bundle(run: Path, out: Path, device: str = "cpu", data: Path | None = 
         }
         for name, tree in texts.items():
             (tmp / name).write_text(json.dumps(tree, indent=1) + "\n")
+        written = [*FILES, *_item_metadata(dataset, tmp)]
+        if (Path(run) / HISTORY).is_file():
+            shutil.copyfile(Path(run) / HISTORY, tmp / HISTORY)
+            written.append(HISTORY)
         checksums = {
             "training_data": training_data,
-            "files": {name: file_sha256(tmp / name) for name in FILES},
+            "files": {name: file_sha256(tmp / name) for name in written},
         }
         (tmp / CHECKSUMS).write_text(json.dumps(checksums, indent=1) + "\n")
-        for name in (*FILES, CHECKSUMS):
+        for name in (*written, CHECKSUMS):
             os.chmod(tmp / name, file_mode())
+        if (tmp / IMAGES).is_dir():
+            os.chmod(tmp / IMAGES, file_mode() | (file_mode() & 0o444) >> 2)
         os.chmod(tmp, file_mode() | (file_mode() & 0o444) >> 2)  # x where r, as mkdir gives
         os.replace(tmp, out)
     except BaseException:

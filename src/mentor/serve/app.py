@@ -27,6 +27,7 @@ import hmac
 import logging
 import math
 import os
+import re
 import signal
 import threading
 import time
@@ -37,12 +38,14 @@ from fastapi import FastAPI, Header, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mentor import __version__
 from mentor.errors import MentorError
+from mentor.serve.format import IMAGES
 from mentor.serve.recommender import (
     SCORE_BUDGET,
     DuplicateIdError,
@@ -57,6 +60,8 @@ MAX_BATCH = 1000
 MAX_CANDIDATES = 100_000
 MAX_NEW_ITEMS = 1000
 MAX_HISTORY = 1000
+MAX_TITLE = 300
+MAX_TEXT = 5000
 API_KEY_ENV = "MENTOR_API_KEY"
 BUNDLE_ENV = "MENTOR_BUNDLE"
 INDEX_ENV = "MENTOR_INDEX"
@@ -175,9 +180,13 @@ def _add_items_model(dims: dict[str, int]) -> type[BaseModel]:
     item = create_model(
         "NewItem",
         __config__=STRICT,
-        __doc__="One cold-start item: its id and one feature vector per modality.",
+        __doc__="One cold-start item: its id, one feature vector per modality and optional "
+        "display fields.",
         id=(Id, ...),
         features=(features, ...),
+        title=(str | None, Field(None, max_length=MAX_TITLE)),
+        text=(str | None, Field(None, max_length=MAX_TEXT)),
+        image=(str | None, Field(None, max_length=2048, pattern=r"^https?://\S+$")),
     )
     return create_model(
         "AddItemsRequest",
@@ -185,6 +194,43 @@ def _add_items_model(dims: dict[str, int]) -> type[BaseModel]:
         __doc__=f"New items (at most {MAX_NEW_ITEMS} per request).",
         items=(list[item], Field(min_length=1, max_length=MAX_NEW_ITEMS)),  # type: ignore[valid-type]
     )
+
+
+class ItemInfo(BaseModel):
+    """An item's display record (fields are "" where the data has none)."""
+
+    id: str
+    title: str
+    text: str
+    image: str = Field(description="an http(s) URL, a path of this server, or empty")
+
+
+class ItemList(BaseModel):
+    """Display records of items."""
+
+    items: list[ItemInfo]
+
+
+class LookupRequest(BaseModel):
+    """Item ids whose display records to return (unknown and removed ids are left out)."""
+
+    model_config = STRICT
+    ids: list[Id] = Field(min_length=1, max_length=MAX_K)
+
+
+class UserInfo(BaseModel):
+    """A known user: whether the model was trained on them, and their training items."""
+
+    user: str
+    trained: bool
+    history: list[str]
+
+
+class Curves(BaseModel):
+    """The bundle's training history: one row per validated epoch (empty without one)."""
+
+    columns: list[str]
+    rows: list[list[float | None]]
 
 
 class AddItemsResponse(BaseModel):
@@ -255,6 +301,7 @@ KEY_ERRORS: dict[int | str, dict[str, Any]] = {
     401: ITEM_ERRORS[401],
     403: {"model": ErrorBody, "description": f"{API_KEY_ENV} unset: changes are disabled"},
 }
+STATIC = Path(__file__).with_name("static")
 BUNDLE_HEADER = "X-Mentor-Bundle"
 WORKER_HEADER = "X-Mentor-Worker"
 
@@ -279,7 +326,18 @@ class _Metrics:
         self.users = Counter("mentor_users_ranked", "users ranked", registry=self.registry)
 
 
-KNOWN_PATHS = {"/recommend", "/similar", "/items", "/health", "/metrics", "/admin/reload"}
+KNOWN_PATHS = {
+    "/",
+    "/recommend",
+    "/similar",
+    "/items",
+    "/items/lookup",
+    "/items/search",
+    "/curves",
+    "/health",
+    "/metrics",
+    "/admin/reload",
+}
 
 
 class _MetricsMiddleware:
@@ -497,7 +555,11 @@ def create_app(
         ids = [item.id for item in items]
         rows = [item.features.model_dump(by_alias=True) for item in items]
         features = {m: [row[m] for row in rows] for m in served.feature_dims}
-        served = service.add(ids, features)  # the log refuses an id added meanwhile
+        meta = [
+            {f: getattr(item, f) for f in ("title", "text", "image") if getattr(item, f)}
+            for item in items
+        ]
+        served = service.add(ids, features, meta)  # the log refuses an id added meanwhile
         return answer(served, {"added": len(ids), "items": served.n_items})
 
     add_items.__annotations__["body"] = add_body  # a class built for this bundle
@@ -556,6 +618,65 @@ def create_app(
             served,
             {"scheduled": workers > 1, "bundle_digest": served.digest, "model": served.model},
         )
+
+    def shown(served: Recommender, records: list[dict[str, str]]) -> list[dict[str, str]]:
+        """Display records with the bundle's own images as paths of this server."""
+        for record in records:
+            if record["image"] and not record["image"].startswith(("http://", "https://")):
+                record["image"] = "/" + record["image"]
+        return records
+
+    @app.post("/items/lookup", response_model=ItemList)
+    async def lookup(body: LookupRequest) -> JSONResponse:
+        """Display records (title, text, image) of up to MAX_K items."""
+        served = service.current()
+        return answer(served, {"items": shown(served, served.describe(body.ids))})
+
+    @app.get("/items/search", response_model=ItemList, responses=ERRORS)
+    async def search(
+        q: str = Query(min_length=1, max_length=MAX_TITLE, description="part of a title or id"),
+        k: int = Query(20, ge=1, le=MAX_K),
+    ) -> JSONResponse:
+        """Live items whose title or id contains ``q`` (case-insensitive), in catalogue order."""
+        served = service.current()
+        return answer(served, {"items": shown(served, served.search(q, k))})
+
+    @app.get("/users/{user_id}", response_model=UserInfo, responses={404: ERRORS[404]})
+    async def user_info(
+        user_id: str = PathParam(max_length=ID_MAX_LENGTH, description="external user id"),
+    ) -> JSONResponse:
+        """A known user's training items (404 for an id the bundle does not hold)."""
+        served = service.current()
+        row = served.user_index.get(user_id)
+        if row is None:
+            return _error(404, f"unknown user id '{user_id}'")
+        history = [served.catalog.ids[i] for i in served.seen(row)]
+        trained = served.trained_user(user_id) is not None
+        return answer(served, {"user": user_id, "trained": trained, "history": history})
+
+    @app.get("/curves", response_model=Curves)
+    async def curves() -> JSONResponse:
+        """Per-epoch loss terms and validation metrics of the run the bundle was made from."""
+        served = service.current()
+        return answer(served, served.curves())
+
+    @app.get("/images/{name}", include_in_schema=False)
+    async def image(name: str) -> Response:
+        """A display image copied into the bundle."""
+        served = service.current()
+        if not re.fullmatch(r"\d+\.(jpg|jpeg|png|gif|webp)", name):
+            return _error(404, "no such image")
+        path = Path(served.path) / IMAGES / name
+        if not path.is_file():
+            return _error(404, "no such image")
+        return FileResponse(path, headers={BUNDLE_HEADER: served.digest})
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> Response:
+        """The web page: users, their lists, similar items, search, adding items."""
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/health", response_model=Health)
     async def health() -> JSONResponse:

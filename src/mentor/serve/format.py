@@ -12,6 +12,10 @@ A bundle is a folder of plain files, no pickle:
   ``cold.*`` tensors (see :mod:`mentor.serve.coldstart`).
 - ``ids.json``: ``{"users": [...], "items": [...]}`` external ids in internal order.
 - ``config.json``: the run's resolved configuration; ``metrics.json``: its metrics.
+- ``item_meta.json`` (when the data folder has ``item_meta.jsonl``): ``{"items": {id: {"title",
+  "text", "image"}}}`` display records, ``image`` an http(s) URL or a file of ``images/`` (local
+  images are copied into the bundle, so it stays self-contained).
+- ``history.csv`` (when the run has one): per-epoch loss terms and validation metrics.
 - ``checksums.json``: SHA-256 of the training data files (``training_data``) and of every file
   of the bundle (``files``), checked when the bundle is loaded.
 """
@@ -32,6 +36,10 @@ IDS = "ids.json"
 CONFIG = "config.json"
 METRICS = "metrics.json"
 CHECKSUMS = "checksums.json"
+ITEM_META = "item_meta.json"
+IMAGES = "images"
+DATA_ITEM_META = "item_meta.jsonl"
+HISTORY = "history.csv"
 FILES = (MANIFEST, TENSORS, IDS, CONFIG, METRICS)
 
 

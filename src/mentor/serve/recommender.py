@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import hashlib
 import logging
@@ -35,7 +36,9 @@ from mentor.serve.format import (
     CHECKSUMS,
     CONFIG,
     FORMAT,
+    HISTORY,
     IDS,
+    ITEM_META,
     MANIFEST,
     METRICS,
     TENSORS,
@@ -151,6 +154,8 @@ class Catalog:
         removed: int64 [R] rows of removed items, ascending, read-only.
         ann: an approximate index over every row, or None.
         seq: the last change of the durable log applied (0: none).
+        meta: display records (``title``, ``text``, ``image``) of items added since the bundle
+            (the bundle's own are :attr:`Recommender.item_meta`).
     """
 
     items: np.ndarray
@@ -160,6 +165,7 @@ class Catalog:
     removed: np.ndarray
     ann: Any = None
     seq: int = 0
+    meta: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -170,13 +176,17 @@ class Catalog:
         ann: Any = None,
         removed: np.ndarray | None = None,
         seq: int = 0,
+        meta: Mapping[str, Mapping[str, str]] | None = None,
     ) -> Catalog:
         """A snapshot over float32 ``items`` [I, d], ``ids`` [I], ``popularity`` [I] and the
         ``removed`` rows int64 [R]."""
         gone = np.zeros(0, np.int64) if removed is None else np.unique(removed).astype(np.int64)
         dead = set(gone.tolist())
         index = {item: i for i, item in enumerate(ids) if i not in dead}
-        return cls(_frozen(items), tuple(ids), index, _frozen(popularity), _frozen(gone), ann, seq)
+        return cls(
+            _frozen(items), tuple(ids), index, _frozen(popularity), _frozen(gone), ann, seq,
+            dict(meta or {}),
+        )  # fmt: skip
 
     @cached_property
     def unit(self) -> np.ndarray:
@@ -191,9 +201,16 @@ class Catalog:
         rows = np.arange(len(self.ids), dtype=np.int64)
         return _frozen(np.setdiff1d(rows, self.removed) if len(self.removed) else rows)
 
-    def extended(self, ids: Sequence[str], reps: np.ndarray, seq: int | None = None) -> Catalog:
-        """A new snapshot with items ``ids`` (representations float32 [n, d]) appended, never
-        seen and with popularity 0; the approximate index, if any, is copied and extended."""
+    def extended(
+        self,
+        ids: Sequence[str],
+        reps: np.ndarray,
+        seq: int | None = None,
+        meta: Sequence[Mapping[str, str] | None] | None = None,
+    ) -> Catalog:
+        """A new snapshot with items ``ids`` (representations float32 [n, d], display records
+        ``meta``) appended, never seen and with popularity 0; the approximate index, if any,
+        is copied and extended."""
         ann = self.ann
         if ann is not None:
             import faiss
@@ -207,6 +224,7 @@ class Catalog:
             ann,
             self.removed,
             self.seq if seq is None else seq,
+            {**self.meta, **{i: dict(m) for i, m in zip(ids, meta or (), strict=False) if m}},
         )
 
     def without(self, ids: Sequence[str], seq: int | None = None) -> Catalog:
@@ -219,6 +237,7 @@ class Catalog:
             self.ann,
             np.concatenate([self.removed, np.asarray(rows, dtype=np.int64)]),
             self.seq if seq is None else seq,
+            self.meta,
         )
 
 
@@ -388,6 +407,8 @@ class Recommender:
         score_budget: bytes of scores one ranking call may hold (users are scored in blocks).
         fold_in: how a history becomes a query vector (a key of :data:`FOLD_IN_RULES`; the
             model's own rule, recorded in the bundle).
+        item_meta: the bundle's display records per item id (``title``, ``text``, ``image``: a
+            URL or a file of the bundle's ``images/``), empty when the data had none.
         catalog: the current :class:`Catalog` snapshot (replaced whole by :meth:`add_items`);
             :attr:`items`, :attr:`item_ids`, :attr:`item_index` and :attr:`popularity` read it.
     """
@@ -409,6 +430,7 @@ class Recommender:
     mentor_version: str = ""
     score_budget: int = SCORE_BUDGET
     fold_in: str = "mean"
+    item_meta: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     user_index: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -490,6 +512,7 @@ class Recommender:
             ),
             mentor_version=str(manifest.get("mentor_version", "")),
             fold_in=str(manifest.get("fold_in", "mean")),  # bundles before the rule: the mean
+            item_meta=read_json(path / ITEM_META)["items"] if (path / ITEM_META).is_file() else {},
         )
         if (
             len(rec.user_index) != len(rec.users)
@@ -766,8 +789,14 @@ class Recommender:
         )
 
     # ------------------------------------------------------------------------------------------
-    def add_items(self, ids: Sequence[str], features: Mapping[str, Any]) -> None:
-        """Add new items from their raw features ``{modality: [len(ids), dim]}`` (cold start).
+    def add_items(
+        self,
+        ids: Sequence[str],
+        features: Mapping[str, Any],
+        meta: Sequence[Mapping[str, str]] | None = None,
+    ) -> None:
+        """Add new items from their raw features ``{modality: [len(ids), dim]}`` (cold start),
+        with optional display records ``meta`` (``title``, ``text``, ``image`` URL) per item.
 
         They are ranked for every user from then on (never seen by anyone, no popularity). The
         check that the ids are new and the swap to the extended catalogue happen under one lock,
@@ -779,7 +808,7 @@ class Recommender:
         names, _, reps = self.embed_new(ids, features)
         with self._lock:
             self.check_new(self.catalog, names)
-            self.catalog = self.catalog.extended(names, reps)
+            self.catalog = self.catalog.extended(names, reps, meta=meta)
 
     def embed_new(
         self, ids: Sequence[str], features: Mapping[str, Any]
@@ -860,7 +889,9 @@ class Recommender:
                     continue
                 stacked = {m: np.stack([c.features[m] for c in keep]) for m in self.feature_dims}
                 reps = self.cold_start.embed(self.cold_start.check(stacked, len(keep)))
-                catalog = catalog.extended([c.item_id for c in keep], reps, seq)
+                catalog = catalog.extended(
+                    [c.item_id for c in keep], reps, seq, [c.meta for c in keep]
+                )
             self.catalog = catalog
             return len(fresh)
 
@@ -928,6 +959,57 @@ class Recommender:
             ids.append(idx[row][keep][:k].astype(np.int64))
             scores.append(vals[row][keep][:k].astype(np.float64))
         return ids, scores
+
+    def describe(self, ids: Iterable[str]) -> list[dict[str, str]]:
+        """Display records of the live items among ``ids`` (in that order): ``id``, ``title``,
+        ``text`` and ``image`` (an http(s) URL, a path of the bundle's ``images/``, or "")."""
+        catalog = self.catalog
+        out = []
+        for item in map(str, ids):
+            if item in catalog.index:
+                record = catalog.meta.get(item) or self.item_meta.get(item) or {}
+                out.append(
+                    {"id": item, **{f: str(record.get(f, "")) for f in ("title", "text", "image")}}
+                )
+        return out
+
+    def search(self, query: str, k: int = 20) -> list[dict[str, str]]:
+        """Up to ``k`` live items whose title (or id) contains ``query`` (case-insensitive),
+        in internal order, as :meth:`describe` records."""
+        k = _check_k(k)
+        catalog = self.catalog
+        needle = query.casefold().strip()
+        if not needle:
+            return []
+        found: dict[str, None] = {}  # ordered; an id re-added after removal has two rows
+        for item in catalog.ids:
+            if item in found or item not in catalog.index:
+                continue
+            record = catalog.meta.get(item) or self.item_meta.get(item) or {}
+            if needle in str(record.get("title", "")).casefold() or needle in item.casefold():
+                found[item] = None
+                if len(found) == k:
+                    break
+        return self.describe(found)
+
+    def curves(self) -> dict[str, Any]:
+        """The run's training history (``history.csv`` of the bundle): ``columns`` and
+        ``rows`` (numbers; None where a row has no value), empty without one."""
+        path = self.path / HISTORY
+        if not path.is_file():
+            return {"columns": [], "rows": []}
+        with open(path, newline="") as handle:
+            table = list(csv.reader(handle))
+        columns, rows = table[0], table[1:]
+
+        def number(text: str) -> float | None:
+            try:
+                value = float(text)
+            except ValueError:
+                return None
+            return value if np.isfinite(value) else None
+
+        return {"columns": columns, "rows": [[number(v) for v in row] for row in rows]}
 
     def info(self) -> dict[str, Any]:
         """A summary for ``/health`` and logs."""

@@ -84,15 +84,21 @@ class Service:
                     self._rec.apply_changes([c for c in self.store.changes_after(0)
                                              if c.seq <= change.seq])  # fmt: skip
 
-    def add(self, ids: Sequence[str], features: Mapping[str, Any]) -> Recommender:
-        """Add new items: checked and embedded first, then logged (the log refuses an id that
-        another process added meanwhile), then applied here. Returns the recommender."""
+    def add(
+        self,
+        ids: Sequence[str],
+        features: Mapping[str, Any],
+        meta: Sequence[Mapping[str, str]] | None = None,
+    ) -> Recommender:
+        """Add new items (with optional display records ``meta``): checked and embedded first,
+        then logged (the log refuses an id that another process added meanwhile), then applied
+        here. Returns the recommender."""
         names, checked, _ = self._rec.embed_new(ids, features)
         with self._write:
             self._catch_up()
             rec = self._rec
             rec.check_new(rec.catalog, names)
-            self.store.add(names, checked)
+            self.store.add(names, checked, meta)
             self._catch_up()
             return rec
 

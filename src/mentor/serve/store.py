@@ -14,7 +14,7 @@ Back ends (:func:`open_store`):
   and a poller never skips a change that commits late.
 - memory: one process only, nothing survives (tests and the Python API).
 
-Three tables per namespace: ``<ns>_log`` (seq, op, item_id, dims, features, at), ``<ns>_live``
+Three tables per namespace: ``<ns>_log`` (seq, op, item_id, dims, features, meta, at), ``<ns>_live``
 (the ids added through the service and not removed since; its primary key is what makes an id
 added once however many processes race) and ``<ns>_meta`` (the schema version, checked on
 open).
@@ -53,12 +53,14 @@ class Change:
         item_id: the external item id; for a reload, the bundle folder ("" for the folder each
             process serves, read again).
         features: for an add, modality -> float32 [dim] raw features; None for a removal.
+        meta: for an add, its display metadata (``title``, ``text``, ``image``), possibly empty.
     """
 
     seq: int
     op: str
     item_id: str
     features: dict[str, np.ndarray] | None = None
+    meta: dict[str, str] | None = None
 
 
 def pack_features(features: Mapping[str, np.ndarray]) -> tuple[str, bytes]:
@@ -77,12 +79,17 @@ def unpack_features(dims_text: str, blob: bytes) -> dict[str, np.ndarray]:
     return dict(zip(dims, parts, strict=True))
 
 
-def _rows(ids: Sequence[str], features: Mapping[str, np.ndarray]) -> list[tuple[str, str, bytes]]:
-    """(item id, dims, blob) of each new item; ``features`` maps modality -> [n, dim]."""
+def _rows(
+    ids: Sequence[str],
+    features: Mapping[str, np.ndarray],
+    meta: Sequence[Mapping[str, str]] | None,
+) -> list[tuple[str, str, bytes, str]]:
+    """(item id, dims, blob, meta JSON) of each new item; ``features`` maps modality ->
+    [n, dim]."""
     out = []
     for j, item in enumerate(ids):
         dims, blob = pack_features({m: np.asarray(v)[j] for m, v in features.items()})
-        out.append((item, dims, blob))
+        out.append((item, dims, blob, json.dumps(dict(meta[j]) if meta else {})))
     return out
 
 
@@ -92,9 +99,14 @@ class ChangeStore(ABC):
     url: str = ""
 
     @abstractmethod
-    def add(self, ids: Sequence[str], features: Mapping[str, np.ndarray]) -> int:
-        """Log new items (``features``: modality -> float32 [len(ids), dim]) in one
-        transaction; returns the last seq.
+    def add(
+        self,
+        ids: Sequence[str],
+        features: Mapping[str, np.ndarray],
+        meta: Sequence[Mapping[str, str]] | None = None,
+    ) -> int:
+        """Log new items (``features``: modality -> float32 [len(ids), dim]; ``meta``: one
+        display record per item, or None) in one transaction; returns the last seq.
 
         Raises:
             DuplicateIdError: an id was added through the service and not removed since (by
@@ -128,17 +140,24 @@ class MemoryStore(ChangeStore):
         self._live: set[str] = set()
         self._lock = threading.Lock()
 
-    def add(self, ids: Sequence[str], features: Mapping[str, np.ndarray]) -> int:
+    def add(
+        self,
+        ids: Sequence[str],
+        features: Mapping[str, np.ndarray],
+        meta: Sequence[Mapping[str, str]] | None = None,
+    ) -> int:
         with self._lock:
             taken = [i for i in ids if i in self._live]
             if taken:
                 raise DuplicateIdError(
                     f"item id '{taken[0]}' already exists; new items need new ids"
                 )
-            for item, dims, blob in _rows(ids, features):
+            for item, dims, blob, info in _rows(ids, features, meta):
                 self._live.add(item)
                 seq = len(self._log) + 1
-                self._log.append(Change(seq, "add", item, unpack_features(dims, blob)))
+                self._log.append(
+                    Change(seq, "add", item, unpack_features(dims, blob), json.loads(info))
+                )
             return len(self._log)
 
     def remove(self, ids: Sequence[str]) -> int:
@@ -183,7 +202,7 @@ class _SqlStore(ChangeStore):
         return [
             f"CREATE TABLE IF NOT EXISTS {self.log_table} (seq {self.seq_type}, "
             "op TEXT NOT NULL CHECK (op IN ('add', 'remove', 'reload')), item_id TEXT NOT NULL, "
-            f"dims TEXT, features {self.blob_type}, at DOUBLE PRECISION NOT NULL)",
+            f"dims TEXT, features {self.blob_type}, meta TEXT, at DOUBLE PRECISION NOT NULL)",
             f"CREATE TABLE IF NOT EXISTS {self.live_table} (item_id TEXT PRIMARY KEY)",
             f"CREATE TABLE IF NOT EXISTS {self.meta_table} (key TEXT PRIMARY KEY, value TEXT)",
         ]
@@ -211,19 +230,24 @@ class _SqlStore(ChangeStore):
     def _query(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         """The rows of one read-only statement."""
 
-    def add(self, ids: Sequence[str], features: Mapping[str, np.ndarray]) -> int:
-        rows = _rows(ids, features)
+    def add(
+        self,
+        ids: Sequence[str],
+        features: Mapping[str, np.ndarray],
+        meta: Sequence[Mapping[str, str]] | None = None,
+    ) -> int:
+        rows = _rows(ids, features, meta)
         now = time.time()
         try:
             with self._write() as cur:
-                for item, dims, blob in rows:
+                for item, dims, blob, info in rows:
                     cur.execute(self._sql(f"INSERT INTO {self.live_table} VALUES (?)"), (item,))
                     cur.execute(
                         self._sql(
-                            f"INSERT INTO {self.log_table} (op, item_id, dims, features, at) "
-                            "VALUES ('add', ?, ?, ?, ?)"
+                            f"INSERT INTO {self.log_table} (op, item_id, dims, features, meta, at) "
+                            "VALUES ('add', ?, ?, ?, ?, ?)"
                         ),
-                        (item, dims, blob, now),
+                        (item, dims, blob, info, now),
                     )
                 return self._last(cur)
         except self.unique_error:
@@ -268,12 +292,18 @@ class _SqlStore(ChangeStore):
 
     def changes_after(self, seq: int) -> list[Change]:
         sql = self._sql(
-            f"SELECT seq, op, item_id, dims, features FROM {self.log_table} "
+            f"SELECT seq, op, item_id, dims, features, meta FROM {self.log_table} "
             "WHERE seq > ? ORDER BY seq"
         )
         return [
-            Change(int(s), op, item, unpack_features(dims, blob) if op == "add" else None)
-            for s, op, item, dims, blob in self._query(sql, (int(seq),))
+            Change(
+                int(s),
+                op,
+                item,
+                unpack_features(dims, blob) if op == "add" else None,
+                json.loads(info) if info else None,
+            )
+            for s, op, item, dims, blob, info in self._query(sql, (int(seq),))
         ]
 
 
