@@ -255,11 +255,18 @@ def test_every_format_gives_the_same_data_set(
     assert sorted(p.name for p in out.iterdir()) == [
         "baby.inter",
         "i_id_mapping.tsv",
+        "item_meta.jsonl",
         "meta.json",
         "text_feat.npy",
         "u_id_mapping.tsv",
     ]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp or work left
+    shown = [json.loads(line) for line in (out / "item_meta.jsonl").read_text().splitlines()]
+    asins = pd.read_csv(out / "i_id_mapping.tsv", sep="\t")["asin"].tolist()
+    assert [r["item_id"] for r in shown] == asins  # one display record per item, in id order
+    for record in shown:
+        expected = META.get(record["item_id"], {})
+        assert record.get("title") == (expected.get("title") or None), record
 
     # 5-core: U06 (3 rows, one on item 6) and item 6 (2 rows) go; 6 x 6 remain
     assert meta["counts"] == {

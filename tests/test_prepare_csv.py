@@ -372,3 +372,29 @@ def test_given_work_dir_survives_csv_and_movielens(tmp_path: Path) -> None:
     )  # fmt: skip
     assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
     assert (tmp_path / "mm" / "text_feat.npy").is_file()
+
+
+def test_display_records_for_the_web_page(tmp_path: Path) -> None:
+    """item_meta.jsonl: the first text column as title, the others as text, the image file."""
+    _run(tmp_path)
+    out = tmp_path / "shop"
+    shown = {
+        r["item_id"]: r for r in map(json.loads, (out / "item_meta.jsonl").read_text().splitlines())
+    }
+    assert shown["sku-1"]["title"] == "Red mug" and shown["sku-1"]["text"] == (
+        "Holds tea. Dishwasher safe"
+    )
+    assert shown["sku-1"]["image"] == str((tmp_path / "raw" / "img" / "sku-1.png").resolve())
+    assert "image" not in shown["sku-4"] and "title" not in shown["sku-3"]  # missing file; empty
+
+    raw = _write_raw_movielens(tmp_path / "raw-ml")
+    content = _write_content(tmp_path / "content")
+    movielens.prepare_movielens_content(
+        tmp_path / "mm", content, seed=3, raw=raw, progress=False, text_model=FakeTextEncoder(),
+        warn=lambda _: None,
+    )  # fmt: skip
+    records = [json.loads(line) for line in (tmp_path / "mm" / "item_meta.jsonl").open()]
+    with_poster = [r for r in records if "image" in r]
+    assert len(records) == 5 and len(with_poster) == 3
+    assert all(Path(r["image"]).is_file() for r in with_poster)
+    assert records[0]["title"] == "Toy (1995)" and records[0]["text"] == "Toys live."

@@ -162,6 +162,10 @@ def test_prepare_with_stub_encoder(tmp_path: Path) -> None:
     assert out == tmp_path / "mm"
     assert sorted(p.name for p in out.iterdir()) == sorted(ml.LAYOUT_FILES)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp left
+    shown = [json.loads(line) for line in (out / "item_meta.jsonl").read_text().splitlines()]
+    imap_ids = pd.read_csv(out / "i_id_mapping.tsv", sep="\t")["item_id"].astype(str).tolist()
+    assert [r["item_id"] for r in shown] == imap_ids  # one display record per item
+    assert all(r["title"] == f'Movie "{r["item_id"]}", Thé' for r in shown)  # the raw titles
 
     inter = pd.read_csv(out / "ml-100k.inter", sep="\t")
     assert list(inter.columns) == ["userID", "itemID", "rating", "timestamp", "x_label"]

@@ -49,6 +49,7 @@ from mentor.prepare.steps import (
     split_counts,
     staged_output,
     write_interactions,
+    write_item_meta,
     write_meta,
 )
 
@@ -244,6 +245,18 @@ def read_metadata(
     return records, {"duplicates": duplicates, "skipped_lines": problems.as_dict()}
 
 
+def image_url(record: dict[str, Any]) -> str | None:
+    """The product image URL of a metadata record (2014 ``imUrl``; 2018 ``imageURLHighRes`` or
+    ``imageURL``, the first of the list), or None."""
+    for key in ("imUrl", "imageURLHighRes", "imageURL"):
+        value = record.get(key)
+        if isinstance(value, list):
+            value = value[0] if value else None
+        if isinstance(value, str) and value.startswith(("http://", "https://")):
+            return value
+    return None
+
+
 def _field(value: Any) -> str:
     """A text field as the official recipe reads it: missing or empty -> ``' '``."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
@@ -433,6 +446,15 @@ def prepare_amazon(
             paths = image_folder_paths(Path(images), [str(a) for a in item_ids], warn)
             source = f"{Path(images).resolve()}/<asin>.<ext>"
             encode_image_feature(tmp, result, paths, image_model, work, progress, warn, source)
+        asins = [str(a) for a in item_ids]
+        shown = [records.get(a, {}) for a in asins]
+        write_item_meta(
+            tmp,
+            asins,
+            [_field(r.get("title")) for r in shown],
+            [_field(r.get("description")) for r in shown],
+            paths if images is not None else [image_url(r) for r in shown],
+        )
         result["counts"] = split_counts(inter, len(user_ids), len(item_ids))
         write_meta(tmp, result)
     return result

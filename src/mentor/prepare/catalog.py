@@ -28,6 +28,7 @@ from mentor.prepare.steps import (
     split_counts,
     staged_output,
     write_interactions,
+    write_item_meta,
     write_meta,
 )
 
@@ -214,7 +215,9 @@ def prepare_csv(
                 warn(f"{sum(t is None for t in texts):,} item(s) have no text; zeros used")
             recipe = TEXT_RECIPE.format(cols=", ".join(text_cols))
             encode_text_feature(tmp, result, texts, text_model, work, progress, recipe)
-        if image_col is not None or images is not None:
+        has_images = image_col is not None or images is not None
+        paths: list[Path | None] = []
+        if has_images:
             if images is not None:
                 paths = image_folder_paths(Path(images), ids, warn)
                 source = f"{Path(images).resolve()}/<item id>.<ext>"
@@ -223,6 +226,12 @@ def prepare_csv(
                 paths = image_paths_from_column(catalogue, ids, str(image_col), base)
                 source = f"column {image_col!r} of the items file (relative to {base})"
             encode_image_feature(tmp, result, paths, image_model, work, progress, warn, source)
+        rows = [catalogue.loc[i] if i in catalogue.index else None for i in ids]
+        titles = [None if r is None or not text_cols else str(r[text_cols[0]]) for r in rows]
+        rest = [None if r is None else join_text(r, text_cols[1:]) for r in rows]
+        write_item_meta(
+            tmp, ids, titles, rest if len(text_cols) > 1 else None, paths if has_images else None
+        )
         result["counts"] = split_counts(inter, len(user_ids), len(item_ids))
         write_meta(tmp, result)
     return result

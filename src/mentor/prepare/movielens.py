@@ -41,6 +41,7 @@ import pandas as pd
 from mentor.features.extract import check_image_encoder, check_text_encoder
 from mentor.paths import cache_dir
 from mentor.prepare.steps import (
+    ITEM_META_FILE,
     base_meta,
     encode_image_feature,
     encode_text_feature,
@@ -51,6 +52,7 @@ from mentor.prepare.steps import (
     mmrec_order,
     split_mmrec,
     staged_output,
+    write_item_meta,
 )
 from mentor.prepare.steps import write_meta as write_meta_file
 
@@ -116,7 +118,15 @@ ITEM_MAP_FILE = "i_id_mapping.tsv"
 TEXT_FILE = "text_feat.npy"
 GENRE_FILE = "genre_feat.npy"
 META_FILE = "meta.json"
-LAYOUT_FILES = (INTER_FILE, USER_MAP_FILE, ITEM_MAP_FILE, TEXT_FILE, GENRE_FILE, META_FILE)
+LAYOUT_FILES = (
+    INTER_FILE,
+    USER_MAP_FILE,
+    ITEM_MAP_FILE,
+    TEXT_FILE,
+    GENRE_FILE,
+    META_FILE,
+    ITEM_META_FILE,
+)
 
 Encoder = Callable[[list[str]], np.ndarray]
 
@@ -487,6 +497,9 @@ def build_layout(
     """
     out_dir = Path(out_dir)
     item_rows, labels, n_users = write_interaction_files(inter_df, item_df, out_dir, seed)
+    write_item_meta(
+        out_dir, [str(i) for i in item_rows.index], item_rows["title"].astype(str).tolist()
+    )
 
     genre_lists = item_rows["genres"].tolist()
     np.save(out_dir / GENRE_FILE, genre_multi_hot(genre_lists))
@@ -701,6 +714,14 @@ def prepare_movielens_content(
 
         ids = [str(i) for i in item_rows.index]
         paths = image_folder_paths(content / CONTENT_POSTERS, ids, warn)
+        titles = [
+            str(catalogue.at[i, "title"]) if i in catalogue.index else str(raw)
+            for i, raw in zip(ids, item_rows["title"], strict=True)
+        ]
+        overviews = [
+            str(catalogue.at[i, "overview"]) if i in catalogue.index else None for i in ids
+        ]
+        write_item_meta(tmp, ids, titles, overviews, paths)
         missing = sum(p is None for p in paths)
         if missing:
             warn(f"{missing:,} movie(s) have no poster; the mean poster vector is used")

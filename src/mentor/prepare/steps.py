@@ -518,6 +518,41 @@ def base_meta(source: str, files: dict[str, Path], k: int, seed: int) -> dict[st
     }
 
 
+ITEM_META_FILE = "item_meta.jsonl"
+
+
+def write_item_meta(
+    folder: Path,
+    ids: Sequence[str],
+    titles: Sequence[str | None],
+    texts: Sequence[str | None] | None = None,
+    images: Sequence[Path | str | None] | None = None,
+) -> int:
+    """Write ``item_meta.jsonl``: one display record per item, ``{"item_id", "title"?,
+    "text"?, "image"?}`` (empty fields and missing image files left out; an image is an
+    http(s) URL or an absolute path), which ``mentor bundle`` carries to the service's web page. Returns the records
+    written."""
+    lines = []
+    for j, item in enumerate(ids):
+        record: dict[str, str] = {"item_id": str(item)}
+        fields = {
+            "title": titles[j],
+            "text": texts[j] if texts is not None else None,
+            "image": images[j] if images is not None else None,
+        }
+        for name, value in fields.items():
+            if value is None or not str(value).strip():
+                continue
+            if name == "image" and not str(value).startswith(("http://", "https://")):
+                value = Path(value).resolve()
+                if not value.is_file():  # a missing file shows no image
+                    continue
+            record[name] = " ".join(str(value).split()) if name == "text" else str(value).strip()
+        lines.append(json.dumps(record, ensure_ascii=False))
+    (Path(folder) / ITEM_META_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return len(lines)
+
+
 def write_meta(folder: Path, meta: dict[str, Any]) -> None:
     """Write ``meta.json`` (UTF-8, indented)."""
     text = json.dumps(meta, indent=1, ensure_ascii=False, default=str)
