@@ -411,3 +411,23 @@ def test_fewer_items_than_largest_k(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert rc in (0, 2)
     if rc == 2:
         assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_plot_draws_the_curves_of_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    from conftest import make_dataset
+
+    import mentor
+
+    data = make_dataset(tmp_path)
+    mentor.train(
+        "bpr", data, tmp_path / "run", epochs=3, topk=[5, 10], valid_metric="recall@10",
+        progress=False, log=lambda _: None,
+    )  # fmt: skip
+    assert main(["plot", str(tmp_path / "run")]) == 0
+    png = tmp_path / "run" / "curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(png) in capsys.readouterr().out
+    assert main(["plot", str(tmp_path / "run"), "--out", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").stat().st_size > 1000
+    assert main(["plot", str(tmp_path)]) == 2
+    assert "history.csv: missing" in capsys.readouterr().err

@@ -114,6 +114,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from mentor.curves import plot_run
+
+    out = plot_run(Path(args.run), Path(args.out) if args.out else None)
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from mentor.registry import all_models
 
@@ -306,6 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--index", default="exact", choices=["exact", "faiss"], help="faiss: approximate top-K"
     )
     serve.set_defaults(func=cmd_serve)
+
+    plot = sub.add_parser("plot", help="training curves of a run to PNG (plot extra)")
+    plot.add_argument("run", help="run folder made by `mentor train`")
+    plot.add_argument("--out", help="PNG file (default RUN/curves.png)")
+    plot.set_defaults(func=cmd_plot)
 
     models = sub.add_parser("models", help="list registered models")
     models.set_defaults(func=cmd_models)

@@ -530,8 +530,8 @@ def write_item_meta(
 ) -> int:
     """Write ``item_meta.jsonl``: one display record per item, ``{"item_id", "title"?,
     "text"?, "image"?}`` (empty fields and missing image files left out; an image is an
-    http(s) URL or an absolute path), which ``mentor bundle`` carries to the service's web page. Returns the records
-    written."""
+    http(s) URL or an absolute path), which ``mentor bundle`` carries to the service's web
+    page. Returns the records written."""
     lines = []
     for j, item in enumerate(ids):
         record: dict[str, str] = {"item_id": str(item)}
