@@ -40,18 +40,21 @@ class _BlockInfoNCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, a, b, temp, block, dtype, unit):  # type: ignore[override]
-        n = a.shape[0]
+    def forward(ctx, a, b, temp, block, dtype, unit, offset, total):  # type: ignore[override]
+        # a: the m anchor rows offset .. offset + m of the n rows of b; the loss is their
+        # summed terms over ``total`` (the mean when they are all n rows)
+        m, n = a.shape[0], b.shape[0]
         acc = torch.promote_types(a.dtype, torch.float32)
         a_s = (a.detach() / temp).to(dtype)
         b_d = b.detach().to(dtype)
         need_a, need_b = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-        grad_a = torch.empty((n, a.shape[1]), dtype=acc, device=a.device)
+        grad_a = torch.empty((m, a.shape[1]), dtype=acc, device=a.device)
         grad_b = torch.zeros((n, b.shape[1]), dtype=acc, device=a.device)
-        positives = (a.detach() * b.detach()).sum(dim=1, dtype=acc) / temp
-        log_sums = torch.empty(n, dtype=acc, device=a.device)
-        for start in range(0, n, block):
-            stop = min(start + block, n)
+        own = b.detach()[offset : offset + m]
+        positives = (a.detach() * own).sum(dim=1, dtype=acc) / temp
+        log_sums = torch.empty(m, dtype=acc, device=a.device)
+        for start in range(0, m, block):
+            stop = min(start + block, m)
             if unit:  # |a.b| <= 1: shifting the logits by -1/t keeps exp() in range for any t
                 shift = a_s.new_full((1, 1), -1.0 / temp).expand(stop - start, n)
                 weights = torch.addmm(shift, a_s[start:stop], b_d.T).exp_()
@@ -68,18 +71,27 @@ class _BlockInfoNCE(torch.autograd.Function):
             if need_b:
                 scaled = (a_s[start:stop].to(acc) / sums.unsqueeze(1)).to(dtype)
                 grad_b += (weights.T @ scaled).to(acc)
-        ctx.save_for_backward(grad_a, grad_b, a.detach(), b.detach())
-        ctx.temp = temp
-        return (log_sums - positives).mean().to(a.dtype)
+        ctx.save_for_backward(grad_a, grad_b, a.detach(), own)
+        ctx.temp, ctx.offset, ctx.total = temp, offset, total
+        terms = log_sums - positives
+        loss = terms.mean() if m == total else terms.sum() / total
+        return loss.to(a.dtype)
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        grad_a, grad_b, a, b = ctx.saved_tensors
-        scale = grad_out / a.shape[0]
+        grad_a, grad_b, a, own = ctx.saved_tensors
+        scale = grad_out / ctx.total
         # d/da_i = (sum_j p_ij b_j - b_i) / t ;  d/db_j = (sum_i p_ij a_i - a_j) / t
-        da = (grad_a - b).mul_(scale / ctx.temp) if ctx.needs_input_grad[0] else None
-        db = (grad_b - a / ctx.temp).mul_(scale) if ctx.needs_input_grad[1] else None
-        return da, db, None, None, None, None
+        da = (grad_a - own).mul_(scale / ctx.temp) if ctx.needs_input_grad[0] else None
+        db = None
+        if ctx.needs_input_grad[1]:
+            if len(a) == len(grad_b):
+                db = (grad_b - a / ctx.temp).mul_(scale)
+            else:
+                db = grad_b
+                db[ctx.offset : ctx.offset + len(a)] -= a / ctx.temp
+                db.mul_(scale)
+        return da, db, None, None, None, None, None, None
 
 
 def info_nce(
@@ -89,6 +101,7 @@ def info_nce(
     block: int = 0,
     dtype: torch.dtype = torch.float32,
     normalize: bool = True,
+    shard: tuple[int, int] = (0, 1),
 ) -> torch.Tensor:
     """One-directional InfoNCE between two views of the same n rows.
 
@@ -98,6 +111,10 @@ def info_nce(
     denominator runs over all n candidates (the positive included). Memory is O(block * n), not
     O(n^2), in forward and backward. ``block`` rows per block (0: about 4M similarities per
     block, at least 256 rows); ``dtype`` sets the precision of the three large matrix products.
+
+    ``shard=(rank, world)`` takes only the anchors of rows ``n * rank // world`` to
+    ``n * (rank + 1) // world`` (every candidate still in the denominator) and returns their
+    terms summed over n: the shards' losses, and their gradients, add up to the whole loss.
     """
     if anchors.shape != candidates.shape:
         raise ValueError(
@@ -107,8 +124,15 @@ def info_nce(
     if normalize:
         anchors = torch.nn.functional.normalize(anchors, dim=1)
         candidates = torch.nn.functional.normalize(candidates, dim=1)
-    block = _block_rows(block, len(anchors))
-    return _BlockInfoNCE.apply(anchors, candidates, temp, block, dtype, normalize)
+    rank, world = shard
+    n = len(anchors)
+    start, stop = n * rank // world, n * (rank + 1) // world
+    block = _block_rows(block, n)
+    if world == 1:
+        return _BlockInfoNCE.apply(anchors, candidates, temp, block, dtype, normalize, 0, n)
+    return _BlockInfoNCE.apply(
+        anchors[start:stop], candidates, temp, block, dtype, normalize, start, n
+    )
 
 
 def _block_rows(block: int, n: int) -> int:

@@ -13,15 +13,56 @@ from mentor.errors import MentorError
 
 @dataclass
 class Batch:
-    """One training batch of (user, positive item, negative item) triples, int64 [B] each."""
+    """One training batch of (user, positive item, negative item) triples, int64 [B] each.
+
+    Under data-parallel training each process gets a slice of the global batch: ``shard`` is
+    (rank, world size), ``fraction`` the slice's share of the global batch's rows and ``whole``
+    the global batch. Batch-mean terms are computed on the slice; a term that is not a mean
+    over rows (MMRec's EmbLoss: norms of the whole batch) is computed on ``whole`` on every
+    rank; a term over all nodes is split by ``shard`` (see
+    :meth:`mentor.models.base.Recommender.sharded_terms`).
+    """
 
     users: torch.Tensor
     positives: torch.Tensor
     negatives: torch.Tensor
+    shard: tuple[int, int] = (0, 1)
+    fraction: float = 1.0
+    whole: Batch | None = None
 
     def to(self, device: torch.device) -> Batch:
         """Move all three index tensors to ``device``."""
-        return Batch(self.users.to(device), self.positives.to(device), self.negatives.to(device))
+        return Batch(
+            self.users.to(device),
+            self.positives.to(device),
+            self.negatives.to(device),
+            self.shard,
+            self.fraction,
+            None if self.whole is None else self.whole.to(device),
+        )
+
+    def all_rows(self) -> Batch:
+        """The global batch this one is a slice of (itself when it is not a slice)."""
+        return self if self.whole is None else self.whole
+
+    def slice_for(self, rank: int, world: int) -> Batch:
+        """Rank ``rank``'s contiguous share of the rows (``n * rank // world`` on); a rank left
+        without rows gets the first row with ``fraction`` 0, so its batch-mean terms count
+        nothing while it still computes its part of the sharded terms."""
+        n = len(self.users)
+        start, stop = n * rank // world, n * (rank + 1) // world
+        fraction = (stop - start) / n
+        if start == stop:
+            start, stop = 0, 1
+        negatives = self.negatives[start:stop] if len(self.negatives) else self.negatives
+        return Batch(
+            self.users[start:stop],
+            self.positives[start:stop],
+            negatives,
+            (rank, world),
+            fraction,
+            self,
+        )
 
 
 class BPRSampler:

@@ -103,6 +103,13 @@ class Recommender(nn.Module):
                 setattr(self, key, {k: v.to(device) for k, v in value.items()})
         return super()._apply(fn, recurse)
 
+    def sharded_terms(self) -> frozenset[str]:
+        """Loss terms computed over all nodes that this model splits by ``batch.shard`` under
+        data-parallel training: each rank returns its part, and the parts add up to the term.
+        Every other term is a mean over the batch's rows, or the same on every rank, and is
+        weighted by ``batch.fraction``."""
+        return frozenset()
+
     def loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Loss terms of one batch (scalars); the loop minimises their sum.
 

@@ -67,10 +67,11 @@ class LightGCN(DotProductRecommender):
             rows(items, batch.positives),
             rows(items, batch.negatives),
         )
+        whole = batch.all_rows()  # EmbLoss is a norm of the whole batch, not a mean of rows
         reg = emb_norm_loss(
-            rows(self.user_embedding, batch.users),
-            rows(self.item_embedding, batch.positives),
-            rows(self.item_embedding, batch.negatives),
+            rows(self.user_embedding, whole.users),
+            rows(self.item_embedding, whole.positives),
+            rows(self.item_embedding, whole.negatives),
         )
         return {
             "bpr": bpr_loss((u * p).sum(1), (u * n).sum(1)),

@@ -269,6 +269,11 @@ class MENTOR(Recommender):
             for j in range(i + 1, len(stats))
         )
 
+    def sharded_terms(self) -> frozenset[str]:
+        """With ``contrast_scope=all`` the InfoNCE over every user and item is split by anchor
+        rows across data-parallel ranks."""
+        return frozenset({"contrast"}) if self.config.contrast_scope == "all" else frozenset()
+
     # ----------------------------------------------------------------------------------------
     def loss(self, batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """BPR (base 2) + regularisation + alignment + feature and graph enhancement."""
@@ -328,8 +333,9 @@ class MENTOR(Recommender):
             items = torch.unique(torch.cat([batch.positives, batch.negatives]))
             n1_u, n2_u = rows(n1_u, users), rows(n2_u, users)
             n1_i, n2_i = rows(n1_i, items), rows(n2_i, items)
-        return info_nce(n1_u, n2_u, cfg.temp, cfg.contrast_block, dtype) + info_nce(
-            n1_i, n2_i, cfg.temp, cfg.contrast_block, dtype
+        shard = batch.shard if cfg.contrast_scope == "all" else (0, 1)
+        return info_nce(n1_u, n2_u, cfg.temp, cfg.contrast_block, dtype, shard=shard) + info_nce(
+            n1_i, n2_i, cfg.temp, cfg.contrast_block, dtype, shard=shard
         )
 
     # ----------------------------------------------------------------------------------------

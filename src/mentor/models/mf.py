@@ -40,9 +40,17 @@ class MFBPR(Recommender):
         u = rows(self.user_embedding, batch.users)
         p = rows(self.item_embedding, batch.positives)
         n = rows(self.item_embedding, batch.negatives)
+        reg = (u, p, n)
+        if batch.whole is not None:  # EmbLoss is a norm of the whole batch, not a mean of rows
+            whole = batch.whole
+            reg = (
+                rows(self.user_embedding, whole.users),
+                rows(self.item_embedding, whole.positives),
+                rows(self.item_embedding, whole.negatives),
+            )
         return {
             "bpr": bpr_loss((u * p).sum(1), (u * n).sum(1)),
-            "reg": self.config.reg_weight * emb_norm_loss(u, p, n),
+            "reg": self.config.reg_weight * emb_norm_loss(*reg),
         }
 
     def score(self, users: torch.Tensor) -> torch.Tensor:

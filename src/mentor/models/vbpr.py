@@ -96,9 +96,16 @@ class VBPR(Recommender):
         p, n = self.item_table(torch.cat([batch.positives, batch.negatives])).chunk(2)
         pos = (u * p).sum(1) + self.bias(batch.positives)
         neg = (u * n).sum(1) + self.bias(batch.negatives)
+        reg = (u, p, n)
+        if batch.whole is not None:  # EmbLoss is a norm of the whole batch, not a mean of rows
+            whole = batch.whole
+            reg = (
+                rows(self.u_embedding, whole.users),
+                *self.item_table(torch.cat([whole.positives, whole.negatives])).chunk(2),
+            )
         return {
             "bpr": mmrec_bpr(pos, neg),
-            "reg": self.config.reg_weight * emb_norm_loss(u, p, n),
+            "reg": self.config.reg_weight * emb_norm_loss(*reg),
         }
 
     def prepare_scoring(self) -> None:
