@@ -7,5 +7,7 @@ source "$root/scripts/setup.sh" "dev"
 cd "$root"
 ruff check src tests benchmarks
 ruff format --check src tests benchmarks
-NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
+site="$(mktemp -d)"
+trap 'rm -rf "$site"' EXIT
+NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet --site-dir "$site"
 python -m pytest -q "$@"
