@@ -198,6 +198,7 @@ def test_bundle_files_no_pickle_and_checksums(lgcn_bundle: Path, tmp_path: Path)
         "bundle.json",
         "checksums.json",
         "config.json",
+        "history.csv",
         "ids.json",
         "metrics.json",
         "tensors.safetensors",
@@ -206,6 +207,8 @@ def test_bundle_files_no_pickle_and_checksums(lgcn_bundle: Path, tmp_path: Path)
         data = path.read_bytes()
         if path.suffix == ".json":
             json.loads(data)
+        elif path.suffix == ".csv":
+            assert data.decode().startswith("epoch,")  # the training history, as text
         else:
             header_len = int.from_bytes(data[:8], "little")
             header = json.loads(data[8 : 8 + header_len])

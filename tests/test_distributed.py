@@ -78,7 +78,7 @@ def test_two_processes_train_what_one_does(data: Path, tmp_path: Path, model: st
         sets = ["--epochs", str(epochs), "--set", f"train.batch_size={batch}", *exact, *SETTINGS]
         one, two = tmp_path / f"{name}-1", tmp_path / f"{name}-2"
         mentor.train(
-            model, data, one, overrides=[v for f, v in zip(sets, sets[1:]) if f == "--set"],
+            model, data, one, overrides=[v for f, v in zip(sets, sets[1:], strict=False) if f == "--set"],
             epochs=epochs, progress=False, log=lambda _: None,
         )  # fmt: skip
         done = _torchrun(["--model", model, "--data", str(data), "--out", str(two), *sets])
