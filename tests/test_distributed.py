@@ -77,9 +77,10 @@ def test_two_processes_train_what_one_does(data: Path, tmp_path: Path, model: st
     for name, batch, epochs in (("step", 4096, 1), ("epochs", 64, 3)):
         sets = ["--epochs", str(epochs), "--set", f"train.batch_size={batch}", *exact, *SETTINGS]
         one, two = tmp_path / f"{name}-1", tmp_path / f"{name}-2"
+        overrides = [v for f, v in zip(sets, sets[1:], strict=False) if f == "--set"]
         mentor.train(
-            model, data, one, overrides=[v for f, v in zip(sets, sets[1:], strict=False) if f == "--set"],
-            epochs=epochs, progress=False, log=lambda _: None,
+            model, data, one, overrides=overrides, epochs=epochs, progress=False,
+            log=lambda _: None,
         )  # fmt: skip
         done = _torchrun(["--model", model, "--data", str(data), "--out", str(two), *sets])
         assert done.returncode == 0, done.stderr[-3000:]
