@@ -626,7 +626,7 @@ def create_app(
                 record["image"] = "/" + record["image"]
         return records
 
-    @app.post("/items/lookup", response_model=ItemList)
+    @app.post("/items/lookup", response_model=ItemList, responses={400: ERRORS[400]})
     async def lookup(body: LookupRequest) -> JSONResponse:
         """Display records (title, text, image) of up to MAX_K items."""
         served = service.current()
