@@ -845,6 +845,32 @@ def serve_reload(arg: str | None, page: Path) -> str:
     return f"{md_table(head, rows)}\n\n{source('serve_reload.json')}"
 
 
+@table("ddp-memory")
+def ddp_memory(arg: str | None, page: Path) -> str:
+    name = "ddp_memory.json"
+    if not exists(name):
+        return (
+            "No result file yet: `python benchmarks/ddp_memory.py` writes "
+            "`benchmarks/results/ddp_memory.json`, and `python benchmarks/render.py` puts it here."
+        )
+    d = load(name)
+    rows = [
+        [
+            r["processes"],
+            f"{r['seconds_per_epoch']:.1f}",
+            ", ".join(f"{mb:,}" for mb in r["peak_rss_mb_per_rank"]),
+            ", ".join(f"{s:.0%}" for s in r["peak_share_of_one_process"]),
+        ]
+        for r in d["rows"]
+    ]
+    note = (
+        "MENTOR on Amazon Baby's interactions with seeded random 4096-d image and 384-d text "
+        "features, contrastive products in float32, one torch thread per process."
+    )
+    head = ["processes", "s/epoch", "peak RSS per process (MB)", "share of one process"]
+    return f"{note}\n\n{md_table(head, rows)}\n\n{source(name)}"
+
+
 @table("cold-start")
 def cold_start(arg: str | None, page: Path) -> str:
     d = load("cold_start.json")

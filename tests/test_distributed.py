@@ -68,10 +68,11 @@ def _history(run: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items() if v} for row in csv.DictReader(handle)]
 
 
-@pytest.mark.parametrize("model", ["lightgcn", "freedom", "mentor"])
+@pytest.mark.parametrize("model", ["lightgcn", "freedom", "mentor", "layergcn", "slmrec"])
 def test_two_processes_train_what_one_does(data: Path, tmp_path: Path, model: str) -> None:
     """One optimisation step (one batch of every row): the same loss and parameters to float32
-    rounding; three epochs of several batches (the last one uneven): the same validation."""
+    rounding; three epochs of several batches (the last one uneven): the same validation.
+    LayerGCN's terms are sums over rows, SLMRec's batch is replicated on every rank."""
     # bfloat16 products round differently for other block shapes: compare in float32
     exact = ["--set", "model.contrast_dtype=float32"] if model == "mentor" else []
     for name, batch, epochs in (("step", 4096, 1), ("epochs", 64, 3)):

@@ -20,7 +20,7 @@ class Batch:
     the global batch. Batch-mean terms are computed on the slice; a term that is not a mean
     over rows (MMRec's EmbLoss: norms of the whole batch) is computed on ``whole`` on every
     rank; a term over all nodes is split by ``shard`` (see
-    :meth:`mentor.models.base.Recommender.sharded_terms`).
+    :meth:`mentor.models.base.Recommender.summed_terms`).
     """
 
     users: torch.Tensor
@@ -44,6 +44,11 @@ class Batch:
     def all_rows(self) -> Batch:
         """The global batch this one is a slice of (itself when it is not a slice)."""
         return self if self.whole is None else self.whole
+
+    def replicate_for(self, rank: int, world: int) -> Batch:
+        """The whole batch for rank ``rank``, with ``fraction`` 1 / ``world``: every rank
+        computes the same terms (for losses that couple the batch's rows)."""
+        return Batch(self.users, self.positives, self.negatives, (rank, world), 1.0 / world)
 
     def slice_for(self, rank: int, world: int) -> Batch:
         """Rank ``rank``'s contiguous share of the rows (``n * rank // world`` on); a rank left

@@ -74,6 +74,11 @@ class Recommender(nn.Module):
     """False: the loop draws no negatives (``batch.negatives`` is an empty int64 tensor)."""
     cold_start_unavailable: ClassVar[str] = "embeds items from ids only"
     """Why :meth:`new_item_representations` is unavailable (for models that do not implement it)."""
+    data_parallel: ClassVar[str] = "split"
+    """How data-parallel ranks share a batch: ``split`` (each takes a slice of the rows, see
+    :meth:`summed_terms`) or ``replicate`` (each computes the whole batch, weighted 1/N: for
+    losses that couple a batch's rows, or that update model state from the batch).
+    """
     fold_in: ClassVar[str] = "graph"
     """How a served visitor's item history becomes a user vector, the way this model builds
     users (a key of ``mentor.serve.recommender.FOLD_IN_RULES``): ``graph`` for models whose
@@ -103,9 +108,9 @@ class Recommender(nn.Module):
                 setattr(self, key, {k: v.to(device) for k, v in value.items()})
         return super()._apply(fn, recurse)
 
-    def sharded_terms(self) -> frozenset[str]:
-        """Loss terms computed over all nodes that this model splits by ``batch.shard`` under
-        data-parallel training: each rank returns its part, and the parts add up to the term.
+    def summed_terms(self) -> frozenset[str]:
+        """Loss terms whose per-rank values add up to the term under data-parallel training:
+        sums over the batch's rows, and parts of an all-node term split by ``batch.shard``.
         Every other term is a mean over the batch's rows, or the same on every rank, and is
         weighted by ``batch.fraction``."""
         return frozenset()

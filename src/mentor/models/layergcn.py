@@ -105,6 +105,10 @@ class LayerGCN(DotProductRecommender):
 
     name = "layergcn"
 
+    def summed_terms(self) -> frozenset[str]:
+        """BPR and L2 are sums over the batch's rows (the official code's), not means."""
+        return frozenset({"bpr", "reg"})
+
     def __init__(
         self, config: LayerGCNConfig, ctx: ModelContext, generator: torch.Generator
     ) -> None:

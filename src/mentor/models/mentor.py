@@ -269,7 +269,7 @@ class MENTOR(Recommender):
             for j in range(i + 1, len(stats))
         )
 
-    def sharded_terms(self) -> frozenset[str]:
+    def summed_terms(self) -> frozenset[str]:
         """With ``contrast_scope=all`` the InfoNCE over every user and item is split by anchor
         rows across data-parallel ranks."""
         return frozenset({"contrast"}) if self.config.contrast_scope == "all" else frozenset()

@@ -173,6 +173,7 @@ class MMSSL(DotProductRecommender):
     """Adversarially generated modality graphs + cross-modal contrast over an ID LightGCN."""
 
     name = "mmssl"
+    data_parallel = "replicate"  # its graphs and discriminator are updated from each batch
     cold_start_unavailable = FREE_ITEM_IDS
     uses_negatives = False  # it draws its own users, positives and negatives
 

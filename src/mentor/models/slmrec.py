@@ -78,6 +78,7 @@ class SLMRec(Recommender):
     """Three-or-more LightGCN branches fused by linear layers, trained by in-batch contrast."""
 
     name = "slmrec"
+    data_parallel = "replicate"  # its InfoNCE contrasts the rows of a batch with each other
     cold_start_unavailable = FREE_ITEM_IDS
     uses_negatives = False
 

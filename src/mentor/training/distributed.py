@@ -75,6 +75,12 @@ class Dist:
         self._collective(torch.distributed.all_reduce, tensor)
         return dict(zip(names, tensor.tolist(), strict=True))
 
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's ``value`` (picklable), in rank order, on every rank."""
+        out: list[Any] = [None] * self.world
+        self._collective(torch.distributed.all_gather_object, out, value)
+        return out
+
     def broadcast(self, value: Any) -> Any:
         """Rank 0's ``value`` (any picklable object) on every rank."""
         box = [value]
