@@ -59,6 +59,34 @@ def test_benchmark_end_to_end_and_resume(tmp_path: Path, capsys: pytest.CaptureF
     assert {p: p.stat().st_mtime for p in (out / "runs").rglob("metrics.json")} == stamps
 
 
+def test_benchmark_on_a_shared_study_writes_the_same_tables(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """--storage: every search and seeds' training is a study (here two worker processes on
+    one SQLite file); the rows equal those of a benchmark run alone, timings aside."""
+    optuna = pytest.importorskip("optuna")
+    data = make_dataset(tmp_path, n_items=60)
+    grid = tmp_path / "grid.json"
+    grid.write_text(json.dumps({"bpr": {"model.reg_weight": [1e-3, 1.0]}}))
+    argv = ["benchmark", "--data", str(data), "--models", "pop,bpr", "--seeds", "2"]
+    argv += ["--grid", str(grid), "--epochs", "2"]
+    assert main([*argv, "--out", str(tmp_path / "alone")]) == 0
+    db = f"sqlite:///{tmp_path}/study.db"
+    out = tmp_path / "shared"
+    assert main([*argv, "--out", str(out), "--storage", db, "--workers", "2"]) == 0
+
+    def rows(folder: Path) -> list[dict[str, object]]:
+        payload = json.loads((folder / "results.json").read_text())["rows"]
+        timings = ("seconds_per_epoch", "peak_rss_mb")
+        return [{k: v for k, v in row.items() if k not in timings} for row in payload]
+
+    assert rows(out) == rows(tmp_path / "alone")
+    assert len(optuna.study.get_all_study_names(db)) == 4  # each model's grid and seeds
+    search = json.loads((out / "runs" / "bpr" / "search.json").read_text())
+    assert search["study"] in optuna.study.get_all_study_names(db)
+    assert len([p for p in (out / "runs" / "bpr").iterdir() if p.is_dir()]) == 3
+
+
 def test_benchmark_keeps_rows_of_earlier_calls_and_samples_large_grids(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -239,6 +267,13 @@ def test_benchmark_trials_without_optuna_fails_before_any_run(
     err = capsys.readouterr().err
     assert "--trials needs the search extra (optuna is not installed)" in err
     assert "pip install 'mentor-rec[search]'" in err and err.count("\n") == 1
+    # a shared study needs Optuna whatever the grid: refused before the first run too
+    argv = ["benchmark", "--data", str(data), "--models", "pop", "--seeds", "1", "--out", str(out)]
+    assert main([*argv, "--storage", f"sqlite:///{tmp_path}/s.db"]) == 2
+    assert "--storage needs the search extra" in capsys.readouterr().err
+    assert main([*argv, "--prune", "median"]) == 2
+    assert "--prune needs the search extra" in capsys.readouterr().err
+    assert not (out / "runs").exists() and not (tmp_path / "s.db").exists()
 
 
 def test_parse_models_and_grids(tmp_path: Path) -> None:

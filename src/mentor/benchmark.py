@@ -18,6 +18,7 @@ tables are written all the same.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -32,7 +33,7 @@ from mentor.errors import MentorError
 from mentor.extras import missing, require
 from mentor.fsutil import RunLock, atomic_path, atomic_write_text
 from mentor.registry import get_model, model_names
-from mentor.search import distinct_values, grid_search
+from mentor.search import HEARTBEAT, distinct_values, grid_search
 from mentor.training.runinfo import inert_keys
 
 DEFAULT_SEED = TrainConfig().seed
@@ -250,8 +251,15 @@ def run_benchmark(
     log: Callable[[str], None] = print,
     trials: int = 0,
     select_metric: str = SELECT_METRIC,
+    storage: str | None = None,
+    prune: str = "none",
+    heartbeat: int = HEARTBEAT,
 ) -> list[dict[str, Any]]:
     """Search each model on valid, train the winner with ``seeds`` seeds, write the results.
+
+    With ``storage`` every search (and every seeds' training) is a shared Optuna study (see
+    :mod:`mentor.search`): the same benchmark started on several machines shares the work, and
+    each writes the same tables. ``prune`` stops search trials early (never the seeds' runs).
 
     Args:
         data: an MMRec-layout folder.
@@ -266,6 +274,8 @@ def run_benchmark(
             (see :func:`mentor.search.grid_search`); 0 searches every grid whole.
         select_metric: the valid metric every model's training (early stopping, best epoch) and
             configuration are selected on; ``base`` may not set ``eval.valid_metric``.
+        storage, prune, heartbeat: see :func:`mentor.search.grid_search`; without ``storage``,
+            ``prune`` keeps each model's study in ``runs/<model>/study.db``.
     Returns:
         One row per model (as in ``results.json``).
     Raises:
@@ -279,6 +289,8 @@ def run_benchmark(
     grids = grids_for(models, grid)
     if trials > 0 and any(_size(g) > trials for g in grids.values()):
         require("optuna", "search", "--trials")
+    if storage is not None or prune != "none":
+        require("optuna", "search", "--storage" if storage is not None else "--prune")
     shared = _shared_settings(models, base or {}, data, select_metric)
     table = {
         "data_fingerprint": load_dataset(data, shared["data"].get("modalities")).fingerprint(),
@@ -291,13 +303,23 @@ def run_benchmark(
         log(f"{no_chart}; writing the tables without it")
     seed_list = [DEFAULT_SEED, *[s for s in range(1, seeds + 5) if s != DEFAULT_SEED]][:seeds]
     rows = []
-    with RunLock(out):
+    with RunLock(out) if storage is None else contextlib.nullcontext():  # shared: many workers
         for model in models:
             tree = json.loads(json.dumps(shared))
             runs = out / "runs" / model
             log(f"{model}: searching {_size(grids[model])} combination(s) on valid")
             search = grid_search(
-                model, tree, grids[model] or {}, runs, workers, threads, log, trials=trials
+                model,
+                tree,
+                grids[model] or {},
+                runs,
+                workers,
+                threads,
+                log,
+                trials=trials,
+                storage=storage,
+                prune=prune,
+                heartbeat=heartbeat,
             )
             chosen = tree
             for key, value in search["best"]["params"].items():
@@ -312,6 +334,8 @@ def run_benchmark(
                 threads,
                 log,
                 summary_file="seeds.json",
+                storage=storage,
+                heartbeat=heartbeat,
             )
             for run, seed in zip(seeded["runs"], seed_list, strict=True):
                 run["seed"] = seed

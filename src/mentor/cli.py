@@ -174,6 +174,9 @@ def cmd_search(args: argparse.Namespace) -> int:
         workers=args.workers,
         threads=args.threads,
         trials=args.trials,
+        storage=args.storage,
+        prune=args.prune,
+        heartbeat=args.heartbeat,
     )
     metric = summary["valid_metric"]
     k = metric.split("@")[1]
@@ -188,6 +191,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         for r in summary["runs"]
     ]
     print(format_table(["run", f"valid {metric}", f"test recall@{k}", f"test ndcg@{k}", ""], rows))
+    if "pruned" in summary:
+        print(f"pruned early: {len(summary['pruned'])} run(s), not in the table")
     print(f"best on valid: {summary['best']['run']} (selection never looks at test)")
     return 0
 
@@ -214,6 +219,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         base=tree,
         trials=args.trials,
         select_metric=args.select_metric,
+        storage=args.storage,
+        prune=args.prune,
+        heartbeat=args.heartbeat,
     )
     print((out / "results.md").read_text())
     chart = ", results.png" if (out / "results.png").exists() else ""
@@ -232,6 +240,34 @@ TRIALS_HELP = (
     "train at most N combinations of a larger grid, proposed by Optuna's TPE on valid "
     "(needs the 'search' extra); 0 = the whole grid"
 )
+
+WORKERS_HELP = "runs in parallel (with --storage or --prune: worker processes on this machine)"
+
+
+def _add_study_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--storage``, ``--prune`` and ``--heartbeat`` of search and benchmark."""
+    parser.add_argument(
+        "--storage",
+        metavar="URL",
+        help="share the search through an Optuna study (search extra): sqlite:///FILE or "
+        "postgresql://USER@HOST:PORT/DB (store extra); start the same command on each machine. "
+        "Default: this process alone (with --prune: an SQLite study in the output folder)",
+    )
+    parser.add_argument(
+        "--prune",
+        choices=["none", "median", "halving"],
+        default="none",
+        help="stop trials early on the valid metric: median rule or successive halving "
+        "(default none: every run trains to its end)",
+    )
+    parser.add_argument(
+        "--heartbeat",
+        type=int_range(1),
+        default=30,
+        metavar="SECONDS",
+        help="a shared worker's heartbeat; a trial whose worker missed two is trained again "
+        "by another, from its last checkpoint (default 30)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -350,9 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--config", help="JSON/YAML file with shared settings")
     search.add_argument("--set", action="append", metavar="KEY=VALUE")
     search.add_argument("--epochs", type=int)
-    search.add_argument("--workers", type=int, default=1, help="runs in parallel")
+    search.add_argument("--workers", type=int, default=1, help=WORKERS_HELP)
     search.add_argument("--threads", type=int, default=0, help="torch threads per run")
     search.add_argument("--trials", type=int, default=0, metavar="N", help=TRIALS_HELP)
+    _add_study_arguments(search)
     search.set_defaults(func=cmd_search)
 
     bench = sub.add_parser(
@@ -371,7 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--config", help="JSON/YAML file with settings shared by every run")
     bench.add_argument("--set", action="append", metavar="KEY=VALUE")
     bench.add_argument("--epochs", type=int, help="maximum epochs of every run")
-    bench.add_argument("--workers", type=int, default=1, help="runs in parallel")
+    bench.add_argument("--workers", type=int, default=1, help=WORKERS_HELP)
     bench.add_argument("--threads", type=int, default=0, help="torch threads per run")
     bench.add_argument("--trials", type=int, default=0, metavar="N", help=TRIALS_HELP)
     bench.add_argument(
@@ -381,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="valid metric every model's epoch and configuration are chosen on (default "
         "recall@20, whatever a model's own default)",
     )
+    _add_study_arguments(bench)
     bench.set_defaults(func=cmd_benchmark)
 
     quick = sub.add_parser(

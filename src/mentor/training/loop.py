@@ -190,8 +190,14 @@ def fit(
     progress: bool = True,
     log: Callable[[str], None] = print,
     cache: SemanticGraphCache | None = None,
+    on_valid: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
-    """Train ``config``'s model on ``dataset``, writing the run folder; returns ``metrics.json``."""
+    """Train ``config``'s model on ``dataset``, writing the run folder; returns ``metrics.json``.
+
+    ``on_valid(epoch, valid_metrics)`` is called after each validation, once the epoch's
+    checkpoint is written; an exception it raises (a search pruning the run) stops the run
+    there, resumable and without test metrics.
+    """
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     device = resolve_device(config.train.device)
@@ -209,7 +215,7 @@ def fit(
         else:
             write_run_info(run_dir, config, dataset)
         return _fit_locked(
-            config, dataset, run_dir, resume, progress, log, device, evaluator, model
+            config, dataset, run_dir, resume, progress, log, device, evaluator, model, on_valid
         )
 
 
@@ -223,6 +229,7 @@ def _fit_locked(
     device: torch.device,
     evaluator: Evaluator,
     model: Recommender,
+    on_valid: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
     """The body of :func:`fit`, run while holding the run folder's lock."""
     for split in ("valid", "test"):
@@ -271,6 +278,7 @@ def _fit_locked(
             model_gen,
             progress,
             log,
+            on_valid,
         )
 
     best = run_dir / BEST
@@ -332,6 +340,7 @@ def _train(
     model_gen: torch.Generator,
     progress: bool,
     log: Callable[[str], None],
+    on_valid: Callable[[int, dict[str, float]], None] | None = None,
 ) -> None:
     from tqdm.auto import tqdm
 
@@ -410,6 +419,8 @@ def _train(
                 f" valid {metric} {row[f'valid_{metric}']:.4f}" if f"valid_{metric}" in row else ""
             )
             log(f"epoch {epoch}: loss {loss_value:.4f} ({seconds:.2f}s){shown}")
+        if on_valid is not None and f"valid_{metric}" in row:
+            on_valid(epoch, valid)
     epochs.close()
 
 
