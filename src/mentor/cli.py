@@ -18,10 +18,32 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
     return {f"train.{k}": v for k, v in given.items() if v is not None}
 
 
+def _torchrun(argv: list[str], nproc: int) -> int:
+    """Run ``mentor`` with ``argv`` (``--nproc`` left out) as ``nproc`` data-parallel processes
+    on this machine under torchrun; its exit code."""
+    import subprocess
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise MentorError("--nproc starts torchrun itself; leave it out under torchrun")
+    rest, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--nproc":
+            skip = True
+        elif not arg.startswith("--nproc="):
+            rest.append(arg)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cmd += [f"--nproc-per-node={nproc}", "-m", "mentor", *rest]
+    return subprocess.call(cmd)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from mentor import api
     from mentor.table import metrics_table
 
+    if args.nproc > 1:
+        return _torchrun(args.argv, args.nproc)
     if args.resume:
         if args.model or args.config or args.out:
             raise MentorError(
@@ -47,6 +69,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             **_settings(args),
         )
+    if os.environ.get("RANK", "0") != "0":  # data-parallel: rank 0 reports
+        return 0
     print(
         f"best valid epoch {metrics['best_epoch']} of {metrics['epochs_run']}; "
         f"{metrics['seconds_per_epoch']:.2f} s/epoch"
@@ -293,6 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     train.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument(
+        "--nproc",
+        type=int_range(1),
+        default=1,
+        help="data-parallel processes on this machine (starts torchrun; see README)",
+    )
     train.set_defaults(func=cmd_train)
 
     evaluate = sub.add_parser("evaluate", help="evaluate a trained run")
@@ -435,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and exit code 2."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command == "train" and not args.resume and not args.out:
         parser.error("train needs --out RUN (or --resume RUN)")
     try:
