@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
+import sys
+import types
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 
@@ -229,3 +232,30 @@ def dense_r(dataset):  # type: ignore[no-untyped-def]
     train = torch.from_numpy(dataset.train)
     r[train[:, 0], train[:, 1]] = 1.0
     return r
+
+
+#: the PostgreSQL server of the development and CI machines (trust auth, database ``test``)
+PG_URL = os.environ.get("MENTOR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def postgres_or_skip() -> None:
+    """Skip, with the reason shown, when psycopg is missing or no PostgreSQL server answers."""
+    psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed (store extra)")
+    try:
+        psycopg.connect(PG_URL, connect_timeout=3).close()
+    except psycopg.Error as exc:
+        pytest.skip(f"no PostgreSQL server answers at {PG_URL}: {str(exc).strip()[:80]}")
+
+
+def pretend_installed(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    """Make ``names`` look installed to the up-front checks (the encoder factory is stubbed)."""
+    for name in names:
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+
+
+def hide(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
+    """Make ``names`` (and their submodules already imported) fail to import, as if missing."""
+    for name in names:
+        for loaded in [m for m in sys.modules if m == name or m.startswith(f"{name}.")]:
+            monkeypatch.setitem(sys.modules, loaded, None)
+        monkeypatch.setitem(sys.modules, name, None)

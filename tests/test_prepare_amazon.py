@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import gzip
 import json
-import sys
 import time
-import types
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import hide, pretend_installed
 
 from mentor.cli import main
 from mentor.data.dataset import load_dataset
@@ -543,20 +542,6 @@ def test_cli_prepare_amazon_and_check(
     assert main(argv[:-3] + ["--out", str(tmp_path / "y")]) == 2
     err = capsys.readouterr().err
     assert "truncated" in err and "Traceback" not in err and err.count("\n") == 1
-
-
-def pretend_installed(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
-    """Make ``names`` look installed to the up-front checks (the encoder factory is stubbed)."""
-    for name in names:
-        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
-
-
-def hide(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
-    """Make ``names`` (and their submodules already imported) fail to import, as if missing."""
-    for name in names:
-        for loaded in [m for m in sys.modules if m == name or m.startswith(f"{name}.")]:
-            monkeypatch.setitem(sys.modules, loaded, None)
-        monkeypatch.setitem(sys.modules, name, None)
 
 
 def test_cli_amazon_images_without_pillow_fails_at_once(

@@ -4,15 +4,14 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
-import types
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import hide, pretend_installed
 
 from mentor.cli import main
 from mentor.data.dataset import load_dataset
@@ -39,20 +38,6 @@ class FakeTextEncoder:
 
     def identity(self) -> str:
         return "fake"
-
-
-def pretend_installed(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
-    """Make ``names`` look installed to the up-front checks (the encoder factory is stubbed)."""
-    for name in names:
-        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
-
-
-def hide(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
-    """Make ``names`` (and their submodules already imported) fail to import, as if missing."""
-    for name in names:
-        for loaded in [m for m in sys.modules if m == name or m.startswith(f"{name}.")]:
-            monkeypatch.setitem(sys.modules, loaded, None)
-        monkeypatch.setitem(sys.modules, name, None)
 
 
 COLOURS = {"sku-1": (255, 0, 0), "sku-2": (0, 255, 0), "sku-3": (0, 0, 255), "sku-4": (9, 9, 9)}

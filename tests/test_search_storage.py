@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import PG_URL, postgres_or_skip
 
 from mentor.cli import main
 from mentor.errors import MentorError
@@ -28,7 +29,6 @@ from mentor.search import grid_search
 
 optuna = pytest.importorskip("optuna", reason="optuna is not installed (search extra)")
 
-PG_URL = os.environ.get("MENTOR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 TIMINGS = ("train_seconds", "seconds_per_epoch", "peak_memory_mb")
 CHECKPOINT = "checkpoint.safetensors"
 WORKER = "import sys; from mentor.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -73,14 +73,6 @@ def table(summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _postgres_or_skip() -> None:
-    psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed (store extra)")
-    try:
-        psycopg.connect(PG_URL, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        pytest.skip(f"no PostgreSQL server answers at {PG_URL}: {str(exc).strip()[:80]}")
-
-
 def sqlalchemy_url(url: str) -> str:
     """The storage as Optuna opens it."""
     return url.replace("postgresql://", "postgresql+psycopg://", 1)
@@ -92,7 +84,7 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[st
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'shared.db'}", []
         return
-    _postgres_or_skip()
+    postgres_or_skip()
     studies: list[str] = []
     yield PG_URL, studies
     names = optuna.study.get_all_study_names(sqlalchemy_url(PG_URL))

@@ -4,7 +4,6 @@ sharing one log, removal, the exclude list and hot reload."""
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import uuid
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_dataset
+from conftest import PG_URL, make_dataset, postgres_or_skip
 
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
@@ -36,15 +35,6 @@ from mentor.serve.store import (  # noqa: E402
 )
 
 KEY = "k"
-PG_URL = os.environ.get("MENTOR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def _postgres_or_skip() -> None:
-    psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed (store extra)")
-    try:
-        psycopg.connect(PG_URL, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        pytest.skip(f"no PostgreSQL server answers at {PG_URL}: {str(exc).strip()[:80]}")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -53,7 +43,7 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
     namespace = f"t_{uuid.uuid4().hex[:12]}"
     opened: list[ChangeStore] = []
     if request.param == "postgresql":
-        _postgres_or_skip()
+        postgres_or_skip()
 
     def make() -> ChangeStore:
         if request.param == "sqlite":
