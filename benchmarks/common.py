@@ -20,6 +20,22 @@ def machine() -> str:
     return describe_machine()
 
 
+def stamp() -> dict[str, str]:
+    """Date, machine, mentor version and the command line of this benchmark run: the
+    provenance every result file carries."""
+    import datetime
+
+    from mentor import __version__
+
+    script = f"benchmarks/{Path(sys.argv[0]).name}"
+    return {
+        "date": datetime.date.today().isoformat(),
+        "machine": machine(),
+        "version": __version__,
+        "command": " ".join(["python", script, *sys.argv[1:]]),
+    }
+
+
 def mean_sd(values: list[float]) -> str:
     """``0.1234 (0.0012)``: mean and sample standard deviation."""
     if len(values) < 2:

@@ -12,7 +12,6 @@ python benchmarks/ddp_memory.py [--epochs 1]
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
@@ -20,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import RESULTS, SHARED, machine
+from common import RESULTS, SHARED, stamp
 from gpu import baby_shapes
 
 
@@ -61,10 +60,7 @@ def main() -> None:
     for row in rows:
         row["peak_share_of_one_process"] = [round(p / one, 3) for p in row["peak_rss_mb_per_rank"]]
     result = {
-        "date": datetime.date.today().isoformat(),
-        "machine": machine(),
-        "version": __version__,
-        "command": f"python benchmarks/ddp_memory.py --epochs {args.epochs}",
+        **stamp(),
         "rows": rows,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,6 @@ python benchmarks/fold_in.py [--models lightgcn bpr mentor] [--seeds 0 1 2] [--e
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import shutil
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 from cold_start import ranking_metrics
-from common import ML100K_LIGHTGCN_SETS, ML100K_MENTOR_SETS, RESULTS, SHARED, machine
+from common import ML100K_LIGHTGCN_SETS, ML100K_MENTOR_SETS, RESULTS, SHARED, stamp
 from serve_common import make_bundle
 
 #: settings per model: the ones README's benchmark chose on valid for ml-100k-mm
@@ -162,15 +161,7 @@ def main() -> None:
             "runs": runs,
         }
     result = {
-        "date": datetime.date.today().isoformat(),
-        "machine": machine(),
-        "version": __version__,
-        "command": "python benchmarks/fold_in.py --models "
-        + " ".join(args.models)
-        + " --seeds "
-        + " ".join(map(str, args.seeds))
-        + f" --epochs {args.epochs} --epochs-of "
-        + " ".join(args.epochs_of),
+        **stamp(),
         "data": args.data.name,
         "fraction": args.fraction,
         "models": table,

@@ -16,7 +16,6 @@ python benchmarks/serve_load.py [--data DIR] [--work DIR] [--seconds 10] [--work
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import random
 import re
@@ -25,7 +24,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from common import RESULTS, SHARED, machine
+from common import RESULTS, SHARED, stamp
 from serve_common import make_bundle, server, train_run
 
 GET_LUA = """
@@ -101,11 +100,7 @@ def main() -> None:
     from mentor import __version__
 
     results: dict = {
-        "date": datetime.date.today().isoformat(),
-        "version": __version__,
-        "command": "python benchmarks/serve_load.py --seconds "
-        f"{args.seconds} --workers {' '.join(map(str, args.workers))}",
-        "machine": machine(),
+        **stamp(),
         "data": str(args.data),
         "users": len(users),
         "items": len(ids["items"]),

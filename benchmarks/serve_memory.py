@@ -14,7 +14,6 @@ Usage: python benchmarks/serve_memory.py [--repeats 3]
 from __future__ import annotations
 
 import argparse
-import datetime
 import hashlib
 import json
 import statistics
@@ -23,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import RESULTS, machine
+from common import RESULTS, stamp
 
 ITEMS, USERS, DIM, BATCH, K = 1_000_000, 10_000, 64, 1_000, 20
 
@@ -112,10 +111,7 @@ def main() -> None:
         for name, rows in runs.items()
     }
     result = {
-        "date": datetime.date.today().isoformat(),
-        "machine": machine(),
-        "version": __version__,
-        "command": "python benchmarks/serve_memory.py --repeats " + str(args.repeats),
+        **stamp(),
         "shape": {"items": ITEMS, "users": USERS, "dim": DIM, "batch": BATCH, "k": K},
         "same_lists": len(digests) == 1,
         "rows": rows,

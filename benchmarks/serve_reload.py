@@ -13,7 +13,6 @@ python benchmarks/serve_reload.py [--seconds 10] [--workers 1 2] [--threads 16]
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import tempfile
 import threading
@@ -21,7 +20,7 @@ import time
 from pathlib import Path
 
 import httpx
-from common import RESULTS, SHARED, machine
+from common import RESULTS, SHARED, stamp
 from serve_common import make_bundle, server, train_run
 
 KEY = "reload-benchmark"
@@ -110,11 +109,7 @@ def main() -> None:
         )
         print(rows[-1], flush=True)
     result = {
-        "date": datetime.date.today().isoformat(),
-        "machine": machine(),
-        "version": __version__,
-        "command": f"python benchmarks/serve_reload.py --seconds {args.seconds:g} --threads "
-        f"{args.threads} --workers {' '.join(map(str, args.workers))}",
+        **stamp(),
         "rows": rows,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
