@@ -10,7 +10,7 @@ import scipy.sparse as sp
 import torch
 from conftest import brute_force_metrics
 
-from mentor.eval.evaluator import GroundTruth, evaluate_rankings, full_ranking
+from mentor.eval.evaluator import MIN_BLOCK_ROWS, GroundTruth, evaluate_rankings, full_ranking
 from mentor.eval.metrics import metrics_from_hits, rank_topk
 
 L3 = math.log2(3)  # 1.5849625007; 1/log2(3) = 0.6309297536 is the discount of rank 2
@@ -120,6 +120,19 @@ def test_rank_topk_is_independent_of_k(seed: int) -> None:
     assert torch.equal(rank_topk(scores, 2), rank_topk(scores, 4)[:, :2])
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_rank_topk_rows_are_independent(seed: int) -> None:
+    # many ties across the cut: tied rows are re-ranked in chunks, each row as on its own
+    gen = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, 3, (23, 40), generator=gen).float()
+    scores[::4, ::3] = -torch.inf
+    scores[5] = -0.0
+    for k in (1, 7, 40):
+        alone = torch.cat([rank_topk(scores[r : r + 1], k) for r in range(len(scores))])
+        assert torch.equal(rank_topk(scores, k), alone), k
+        assert torch.equal(rank_topk(scores.double(), k), alone), k
+
+
 def test_rank_topk_masked_items_last() -> None:
     scores = torch.tensor([[0.5, -torch.inf, 0.1, -torch.inf, -2.0]])
     assert rank_topk(scores, 5).tolist() == [[0, 2, 4, 1, 3]]
@@ -224,11 +237,14 @@ def test_full_ranking_masks_train_items_in_batches() -> None:
         return table[users]
 
     users = np.array([0, 1, 2, 4])
-    top = full_ranking(score_fn, users, exclude, k=3, batch_users=3, device=torch.device("cpu"))
-    assert calls == [[0, 1, 2], [4]]
+    cpu, budget = torch.device("cpu"), 1 << 30
+    top = full_ranking(score_fn, users, exclude, 3, 3, cpu, budget)
+    # short blocks are scored padded with their last user (BLAS then uses one kernel for all)
+    pad = MIN_BLOCK_ROWS
+    assert calls == [[0, 1, 2] + [2] * (pad - 3), [4] * pad]
     assert top.tolist() == [[4, 3, 2], [6, 5, 4], [1, 2, 3], [6, 5, 4]]
     # with k = n_items the masked items come last, lower index first among them
-    top = full_ranking(score_fn, users, exclude, k=7, batch_users=10, device=torch.device("cpu"))
+    top = full_ranking(score_fn, users, exclude, 7, 10, cpu, budget)
     assert top[0].tolist() == [4, 3, 2, 1, 0, 5, 6]
     assert top[3].tolist() == [6, 5, 4, 2, 1, 0, 3]
     # the caller's scores are not modified
@@ -244,5 +260,6 @@ def test_full_ranking_no_users() -> None:
         k=3,
         batch_users=8,
         device=torch.device("cpu"),
+        score_budget=1 << 20,
     )
     assert top.shape == (0, 3)

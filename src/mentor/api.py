@@ -31,7 +31,14 @@ from mentor.config import (
 from mentor.errors import MentorError
 
 # Settings that may change when a run is resumed: where it runs and reads, not what it computes.
-RESUMABLE = {"train.epochs", "train.device", "train.threads", "data.path", "eval.batch_users"}
+RESUMABLE = {
+    "train.epochs",
+    "train.device",
+    "train.threads",
+    "data.path",
+    "eval.batch_users",
+    "eval.score_budget_mb",
+}
 
 
 def _warn(message: str) -> None:

@@ -181,12 +181,18 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Evaluation settings: MMRec's protocol by default."""
+    """Evaluation settings: MMRec's protocol by default.
+
+    ``batch_users`` and ``score_budget_mb`` bound how many users are ranked at once (at most
+    ``batch_users``, whose scores and their ranking's scratch fit in ``score_budget_mb`` MiB);
+    neither changes a result.
+    """
 
     topk: list[int] = field(default_factory=lambda: [5, 10, 20, 50])
     valid_metric: str = "recall@20"
     batch_users: int = 4096
     mask_valid_at_test: bool = False
+    score_budget_mb: float = 256.0
 
     def validate(self, where: str) -> None:
         """Check that the valid metric is one that is computed."""
@@ -199,6 +205,8 @@ class EvalConfig:
             raise MentorError(f"{where}.topk lists a value twice: {self.topk}")
         if self.batch_users < 1:
             raise MentorError(f"{where}.batch_users must be at least 1")
+        if not self.score_budget_mb > 0:
+            raise MentorError(f"{where}.score_budget_mb must be positive (MiB of scores)")
         self.valid_metric = f"{metric}@{k}"
 
 

@@ -76,7 +76,11 @@ def load_run(run: Path, device: str = "cpu", data: Path | None = None) -> Loaded
     elif model.trainable:
         raise MentorError(f"{run}: no {BEST}; the run has not finished an evaluated epoch")
     evaluator = Evaluator(
-        dataset, config.eval.topk, config.eval.batch_users, config.eval.mask_valid_at_test
+        dataset,
+        config.eval.topk,
+        config.eval.batch_users,
+        config.eval.mask_valid_at_test,
+        config.eval.score_budget_mb,
     )
     return LoadedRun(config, dataset, model, dev, evaluator)
 

@@ -1,4 +1,9 @@
-"""Batched, vectorised full-ranking evaluation with MMRec's masking."""
+"""Batched, vectorised full-ranking evaluation with MMRec's masking, in memory-bounded blocks.
+
+Users are ranked in blocks sized from a budget of bytes (:func:`block_users`), so ranking ``U``
+users over ``I`` items never holds ``U x I`` scores; every user's list is the one a single pass
+would give, whatever the block size.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,14 @@ import scipy.sparse as sp
 import torch
 
 from mentor.eval.metrics import metrics_from_hits, rank_topk
+
+#: Bytes a block holds per (user, item) pair: the float32 score, and at most as much again while
+#: :func:`~mentor.eval.metrics.rank_topk` re-ranks rows tied across the cut with exact sort keys.
+BYTES_PER_SCORE = 8
+#: Fewest users per score call. BLAS multiplies one or a few rows with other kernels than a larger
+#: block (another summation order, so other last bits), which would make a user's scores, and so
+#: the metrics, depend on the block the user falls in; shorter blocks are padded to this many.
+MIN_BLOCK_ROWS = 16
 
 
 @dataclass
@@ -50,6 +63,43 @@ def user_item_matrix(rows: np.ndarray, n_users: int, n_items: int) -> sp.csr_mat
     return m
 
 
+def block_users(n_items: int, score_budget: int, batch_users: int) -> int:
+    """Users ranked at once: as many as ``score_budget`` bytes hold at :data:`BYTES_PER_SCORE`
+    bytes per item, at most ``batch_users``, and at least :data:`MIN_BLOCK_ROWS` (so a budget
+    below ``MIN_BLOCK_ROWS * n_items * BYTES_PER_SCORE`` bytes is exceeded up to that)."""
+    fit = score_budget // (BYTES_PER_SCORE * max(n_items, 1))
+    return min(batch_users, max(MIN_BLOCK_ROWS, fit))
+
+
+def _block_scores(
+    score_fn: Callable[[torch.Tensor], torch.Tensor], block: np.ndarray, device: torch.device
+) -> torch.Tensor:
+    """float32 scores [len(block), n_items] of the users ``block`` int64 [B]; a block shorter than
+    :data:`MIN_BLOCK_ROWS` is scored padded with its last user, so that BLAS computes every
+    user's row with the same kernel as in a larger block."""
+    padded = block
+    if len(block) < MIN_BLOCK_ROWS:
+        padded = np.concatenate([block, np.repeat(block[-1:], MIN_BLOCK_ROWS - len(block))])
+    return score_fn(torch.from_numpy(padded).to(device)).float()[: len(block)]
+
+
+def _rank_block(
+    score_fn: Callable[[torch.Tensor], torch.Tensor],
+    block: np.ndarray,
+    exclude: sp.csr_matrix,
+    k: int,
+    device: torch.device,
+) -> torch.Tensor:
+    """Top-``k`` int64 [len(block), k] (on ``device``) of the users ``block`` int64 [B], their
+    ``exclude`` items masked; the block's scores are freed on return."""
+    scores = _block_scores(score_fn, block, device)
+    mask = exclude[block].tocoo()
+    scores[
+        torch.from_numpy(mask.row).to(device), torch.from_numpy(mask.col).to(device)
+    ] = -torch.inf
+    return rank_topk(scores, k)
+
+
 def full_ranking(
     score_fn: Callable[[torch.Tensor], torch.Tensor],
     users: np.ndarray,
@@ -57,25 +107,30 @@ def full_ranking(
     k: int,
     batch_users: int,
     device: torch.device,
+    score_budget: int,
 ) -> torch.Tensor:
     """Top-``k`` items of every user over all items, excluded items masked.
+
+    Users are ranked in blocks of :func:`block_users` rows: the scores [rows, n_items], their
+    mask (built from the block's rows of ``exclude``) and top-k never hold more than
+    ``score_budget`` bytes (or :data:`MIN_BLOCK_ROWS` rows) besides torch's per-thread top-k
+    scratch. Every row is ranked on its own, so the lists do not depend on the block size.
 
     Args:
         score_fn: maps int64 users [B] (on ``device``) to scores [B, n_items].
         users: int64 [U] users to rank for.
         exclude: CSR [n_users, n_items] of items never to recommend (the user's train items).
+        k: list length.
+        batch_users: most users per block.
+        device: where scores are computed.
+        score_budget: bytes of scores (and their ranking's scratch) one block may hold.
     Returns:
         int64 [U, k] on the CPU, best first.
     """
+    rows = block_users(exclude.shape[1], score_budget, batch_users)
     out = []
-    for start in range(0, len(users), batch_users):
-        batch = users[start : start + batch_users]
-        scores = score_fn(torch.from_numpy(batch).to(device)).float()
-        mask = exclude[batch].tocoo()
-        scores[
-            torch.from_numpy(mask.row).to(device), torch.from_numpy(mask.col).to(device)
-        ] = -torch.inf
-        out.append(rank_topk(scores, k).cpu())
+    for start in range(0, len(users), rows):
+        out.append(_rank_block(score_fn, users[start : start + rows], exclude, k, device).cpu())
     return torch.cat(out) if out else torch.empty((0, k), dtype=torch.long)
 
 

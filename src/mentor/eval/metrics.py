@@ -17,12 +17,26 @@ import torch
 
 
 def _exact_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """Top-``k`` by (score descending, index ascending) through exact int64 sort keys."""
+    """Top-``k`` by (score descending, index ascending) through exact int64 sort keys.
+
+    Args:
+        scores: float [R, n], a copy this function overwrites.
+    Returns:
+        int64 [R, k]. Besides ``scores`` it holds about 8 bytes per score (the keys).
+    """
     n = scores.shape[1]
-    bits = (scores.float() + 0.0).contiguous().view(torch.int32)  # -0.0 -> +0.0
-    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).to(torch.int64)
-    index = torch.arange(n - 1, -1, -1, device=scores.device, dtype=torch.int64)
-    top = torch.topk((ordered << 32) | index, k, dim=1, sorted=True).values
+    keys = scores.float()
+    keys += 0.0  # -0.0 -> +0.0
+    bits = keys.view(torch.int32)
+    flip = bits >> 31  # IEEE-754 order as integers: negative values flip their magnitude bits
+    flip &= 0x7FFFFFFF
+    bits ^= flip
+    del flip
+    ordered = bits.to(torch.int64)
+    del keys, bits
+    ordered <<= 32
+    ordered |= torch.arange(n - 1, -1, -1, device=scores.device, dtype=torch.int64)
+    top = torch.topk(ordered, k, dim=1, sorted=True).values
     return (n - 1) - (top & 0xFFFFFFFF)
 
 
@@ -31,7 +45,9 @@ def rank_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
 
     The order is exact and does not depend on ``k``: the top 20 is always the first 20 of the
     top 50, so an exported list reproduces the evaluated metrics. Rows whose k-th score is tied
-    with items outside the list are re-ranked with exact sort keys.
+    with items outside the list are re-ranked with exact sort keys, a third of the rows at a
+    time, so that the re-ranking never holds more than ``scores`` itself. Each row's list
+    depends on that row alone.
 
     Args:
         scores: float [B, n_items] (``-inf`` for masked items).
@@ -51,8 +67,10 @@ def rank_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
     index, values = index.gather(1, order), values.gather(1, order)
     order = torch.argsort(values, dim=1, descending=True, stable=True)
     index = index.gather(1, order)
-    if boundary.any():
-        rows = boundary.nonzero().squeeze(1)
+    tied = boundary.nonzero().squeeze(1)
+    step = max(1, len(scores) // 3)  # 12 bytes per score (copy and keys) for a third of the rows
+    for start in range(0, len(tied), step):
+        rows = tied[start : start + step]
         index[rows] = _exact_topk(scores[rows], k)
     return index
 

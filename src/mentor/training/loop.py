@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mentor.config import RunConfig, TrainConfig
+from mentor.config import EvalConfig, RunConfig, TrainConfig
 from mentor.data.dataset import Dataset
 from mentor.data.sampler import BPRSampler
 from mentor.errors import MentorError
@@ -67,9 +67,20 @@ def resolve_device(name: str) -> torch.device:
 
 
 class Evaluator:
-    """Ground truth and masks of one data set; ranks a model's scores and computes metrics."""
+    """Ground truth and masks of one data set; ranks a model's scores and computes metrics.
 
-    def __init__(self, dataset: Dataset, ks: list[int], batch_users: int, mask_valid: bool):
+    Users are ranked in blocks of at most ``batch_users`` whose scores fit in ``score_budget_mb``
+    MiB (:func:`mentor.eval.evaluator.block_users`); the lists do not depend on either.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        ks: list[int],
+        batch_users: int,
+        mask_valid: bool,
+        score_budget_mb: float = EvalConfig.score_budget_mb,
+    ):
         if max(ks) > dataset.n_items:
             raise MentorError(
                 f"eval.topk asks for @{max(ks)} but {dataset.path} has only {dataset.n_items} "
@@ -80,6 +91,9 @@ class Evaluator:
         if batch_users < 1:
             raise MentorError(f"eval.batch_users must be at least 1, got {batch_users}")
         self.batch_users = batch_users
+        if not score_budget_mb > 0:
+            raise MentorError(f"eval.score_budget_mb must be positive, got {score_budget_mb}")
+        self.score_budget = int(score_budget_mb * 2**20)
         train = dataset.train
         self.truth = {
             split: GroundTruth.from_rows(dataset.splits[split], train, dataset.n_items)
@@ -105,7 +119,13 @@ class Evaluator:
         with torch.no_grad():
             model.prepare_scoring()
             return full_ranking(
-                model.score, users, self.exclude[split], k, self.batch_users, device
+                model.score,
+                users,
+                self.exclude[split],
+                k,
+                self.batch_users,
+                device,
+                self.score_budget,
             )
 
     def evaluate(self, model: Recommender, split: str, device: torch.device) -> dict[str, float]:
@@ -202,7 +222,11 @@ def fit(
         torch.set_num_threads(config.train.threads)
     device = resolve_device(config.train.device)
     evaluator = Evaluator(
-        dataset, config.eval.topk, config.eval.batch_users, config.eval.mask_valid_at_test
+        dataset,
+        config.eval.topk,
+        config.eval.batch_users,
+        config.eval.mask_valid_at_test,
+        config.eval.score_budget_mb,
     )
     cache = cache or SemanticGraphCache(cache_dir() / "graphs")
     model = build_model(config, dataset, device, cache)
