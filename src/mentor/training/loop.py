@@ -38,6 +38,7 @@ from mentor.models.base import ModelContext, Recommender, adam
 from mentor.paths import cache_dir
 from mentor.registry import get_model
 from mentor.semantic import SemanticGraphCache
+from mentor.training import distributed
 from mentor.training.checkpoint import (
     atomic_write_text,
     load_tensors,
@@ -217,10 +218,20 @@ def fit(
     ``on_valid(epoch, valid_metrics)`` is called after each validation, once the epoch's
     checkpoint is written; an exception it raises (a search pruning the run) stops the run
     there, resumable and without test metrics.
+
+    Started by ``torchrun`` with several processes, trains data-parallel (see
+    :mod:`mentor.training.distributed`): every rank returns the same metrics, rank 0 alone
+    writes the run folder.
     """
     if config.train.threads > 0:
         torch.set_num_threads(config.train.threads)
     device = resolve_device(config.train.device)
+    dist = distributed.from_env(device)
+    if dist is not None:
+        device = distributed.rank_device(device)
+        settings = config.to_dict()
+        settings["data"] = {k: v for k, v in settings["data"].items() if k != "path"}
+        dist.check_same({"settings": settings, "data": dataset.fingerprint(), "resume": resume})
     evaluator = Evaluator(
         dataset,
         config.eval.topk,
@@ -230,6 +241,10 @@ def fit(
     )
     cache = cache or SemanticGraphCache(cache_dir() / "graphs")
     model = build_model(config, dataset, device, cache)
+    if dist is not None and not dist.is_main:  # rank 0 alone touches the run folder
+        return _fit_locked(
+            config, dataset, run_dir, resume, False, log, device, evaluator, model, dist, on_valid
+        )
     if run_dir.exists() and not run_dir.is_dir():
         raise MentorError(f"{run_dir}: exists and is not a folder; give a run folder")
     with RunLock(run_dir):
@@ -239,7 +254,17 @@ def fit(
         else:
             write_run_info(run_dir, config, dataset)
         return _fit_locked(
-            config, dataset, run_dir, resume, progress, log, device, evaluator, model, on_valid
+            config,
+            dataset,
+            run_dir,
+            resume,
+            progress,
+            log,
+            device,
+            evaluator,
+            model,
+            dist,
+            on_valid,
         )
 
 
@@ -253,14 +278,18 @@ def _fit_locked(
     device: torch.device,
     evaluator: Evaluator,
     model: Recommender,
+    dist: distributed.Dist | None = None,
     on_valid: Callable[[int, dict[str, float]], None] | None = None,
 ) -> dict[str, Any]:
-    """The body of :func:`fit`, run while holding the run folder's lock."""
+    """The body of :func:`fit`, run while holding the run folder's lock (rank 0 only holds
+    it under data-parallel training; the other ranks write nothing)."""
+    main = dist is None or dist.is_main
     for split in ("valid", "test"):
         cold = evaluator.truth[split].cold_users
-        if cold:
+        if cold and main:
             log(f"{split}: dropped {cold:,} cold-start user(s) without train interactions")
-    atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+    if main:
+        atomic_write_text(run_dir / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
 
     sample_gen = torch.Generator().manual_seed(config.train.seed)
     model_gen = torch.Generator(device=device).manual_seed(config.train.seed + 1)
@@ -270,7 +299,7 @@ def _fit_locked(
     optimizer = make_optimizer(config.train, params) if params and model.trainable else None
     aux_optimizer = model.auxiliary_optimizer(aux_params) if aux_params and optimizer else None
     state = LoopState()
-    if resume:
+    if resume and main:
         try:
             state = _restore(run_dir, model, optimizer, aux_optimizer, sample_gen, model_gen)
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
@@ -280,6 +309,8 @@ def _fit_locked(
                 "or from another run: train anew"
             ) from None
         log(f"resumed {run_dir} after epoch {state.epoch}")
+    if resume and dist is not None:  # rank 0's restored state on every rank (no shared disk)
+        state = _share_state(dist, model, optimizer, aux_optimizer, sample_gen, model_gen, state)
 
     metric = config.eval.valid_metric
     if optimizer is None:
@@ -302,9 +333,13 @@ def _fit_locked(
             model_gen,
             progress,
             log,
+            dist,
             on_valid,
         )
 
+    peaks = dist.gather(peak_memory_mb(device)) if dist is not None else None
+    if not main:
+        return dist.broadcast(None)  # type: ignore[union-attr]
     best = run_dir / BEST
     if best.exists():
         load_weights(model, best)
@@ -322,10 +357,47 @@ def _fit_locked(
         "device": str(device),
         "peak_memory_mb": peak_memory_mb(device),
     }
+    if dist is not None:
+        metrics["world_size"] = dist.world
+        metrics["peak_memory_mb_per_rank"] = peaks
     atomic_write_text(
         run_dir / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False) + "\n"
     )
+    if dist is not None:
+        dist.broadcast(metrics)
     return metrics
+
+
+def _share_state(
+    dist: distributed.Dist,
+    model: Recommender,
+    optimizer: torch.optim.Optimizer | None,
+    aux_optimizer: torch.optim.Optimizer | None,
+    sample_gen: torch.Generator,
+    model_gen: torch.Generator,
+    state: LoopState,
+) -> LoopState:
+    """Rank 0's weights, optimiser states, random streams and loop state on every rank."""
+    payload = None
+    if dist.is_main:
+        payload = {
+            "model": {k: v.cpu() for k, v in model.state_dict().items()},
+            "optimizer": optimizer.state_dict() if optimizer is not None else None,
+            "aux": aux_optimizer.state_dict() if aux_optimizer is not None else None,
+            "sample": sample_gen.get_state(),
+            "model_gen": model_gen.get_state(),
+            "state": state,
+        }
+    payload = dist.broadcast(payload)
+    if not dist.is_main:
+        model.load_state_dict(payload["model"])
+        if optimizer is not None:
+            optimizer.load_state_dict(payload["optimizer"])
+        if aux_optimizer is not None:
+            aux_optimizer.load_state_dict(payload["aux"])
+        sample_gen.set_state(payload["sample"])
+        model_gen.set_state(payload["model_gen"])
+    return payload["state"]
 
 
 def _evaluate_only(
@@ -364,11 +436,29 @@ def _train(
     model_gen: torch.Generator,
     progress: bool,
     log: Callable[[str], None],
+    dist: distributed.Dist | None = None,
     on_valid: Callable[[int, dict[str, float]], None] | None = None,
 ) -> None:
     from tqdm.auto import tqdm
 
     metric = config.eval.valid_metric
+    main = dist is None or dist.is_main
+    replicate = model.data_parallel == "replicate"
+    summed = frozenset() if replicate else model.summed_terms()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    aux_params = (
+        [p for group in aux_optimizer.param_groups for p in group["params"]]
+        if aux_optimizer is not None
+        else []
+    )
+
+    def weighted(terms: dict[str, torch.Tensor], batch: Any) -> dict[str, torch.Tensor]:
+        """This rank's share of each term: batch-mean (and replicated) terms times the
+        rank's share of the rows; summed terms as they are (one process: unchanged)."""
+        if dist is None:
+            return terms
+        return {k: v if k in summed else v * batch.fraction for k, v in terms.items()}
+
     epochs = tqdm(
         range(state.epoch + 1, config.train.epochs + 1),
         desc=f"{config.model_name}",
@@ -396,21 +486,31 @@ def _train(
             desc=f"epoch {epoch}",
         )
         for batch in batches:
+            if dist is not None:
+                share = batch.replicate_for if replicate else batch.slice_for
+                batch = share(dist.rank, dist.world)
             batch = batch.to(device)
             if aux_optimizer is not None:
-                aux_terms = model.auxiliary_loss(batch, model_gen)
+                aux_terms = weighted(model.auxiliary_loss(batch, model_gen), batch)
                 aux_optimizer.zero_grad(set_to_none=True)
                 sum(aux_terms.values()).backward()  # type: ignore[union-attr]
+                if dist is not None:
+                    dist.sum_gradients(aux_params)
                 aux_optimizer.step()
                 for name, value in aux_terms.items():
                     aux_totals[name] = aux_totals.get(name, 0.0) + float(value.detach())
-            terms = model.loss(batch, model_gen)
+            terms = weighted(model.loss(batch, model_gen), batch)
             loss = sum(terms.values())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # type: ignore[union-attr]
+            if dist is not None:
+                dist.sum_gradients(params)
             optimizer.step()
             for name, value in terms.items():
                 totals[name] = totals.get(name, 0.0) + float(value.detach())
+        if dist is not None:  # the global batches' terms: the sums of the ranks' shares
+            totals = dist.sum_values(totals, device)
+            aux_totals = dist.sum_values(aux_totals, device)
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
@@ -425,20 +525,24 @@ def _train(
         row.update({f"aux_loss_{k}": v / len(sampler) for k, v in aux_totals.items()})
         if epoch % config.train.eval_every == 0:
             valid = evaluator.evaluate(model, "valid", device)
+            if dist is not None:  # decided once, on rank 0, so every rank stops together
+                valid = dist.broadcast(valid)
             row.update({f"valid_{k}": v for k, v in valid.items()})
             score = _round4(valid[metric])
             if score > state.best_score:
                 state.best_score, state.best_epoch, state.bad_evals = score, epoch, 0
                 state.best_valid = valid
-                save_tensors(run_dir / BEST, model.state_dict(), {"epoch": epoch})
+                if main:
+                    save_tensors(run_dir / BEST, model.state_dict(), {"epoch": epoch})
             else:
                 state.bad_evals += 1
             epochs.set_postfix(loss=f"{loss_value:.4f}", **{metric: f"{valid[metric]:.4f}"})
         state.epoch = epoch
         state.history.append(row)
-        atomic_write_text(run_dir / "history.csv", _history_csv(state.history))
-        _checkpoint(run_dir, model, optimizer, aux_optimizer, sample_gen, model_gen, state)
-        if not progress:
+        if main:
+            atomic_write_text(run_dir / "history.csv", _history_csv(state.history))
+            _checkpoint(run_dir, model, optimizer, aux_optimizer, sample_gen, model_gen, state)
+        if not progress and main:
             shown = (
                 f" valid {metric} {row[f'valid_{metric}']:.4f}" if f"valid_{metric}" in row else ""
             )

@@ -25,7 +25,12 @@ from mentor.fsutil import atomic_write_text
 
 RUN_INFO = "run.json"
 # Settings that do not change what a run computes, left out of its identity.
-_NOT_IDENTITY = {("train", "threads"), ("eval", "batch_users"), ("data", "path")}
+_NOT_IDENTITY = {
+    ("train", "threads"),
+    ("eval", "batch_users"),
+    ("eval", "score_budget_mb"),
+    ("data", "path"),
+}
 # The parts of the package (relative to it) whose source determines a run's results: the models,
 # the loop, graphs, losses, data loading and sampling, metrics, configuration defaults, the
 # registry, the semantic graphs and the number-format choice of the hardware module.
