@@ -60,7 +60,12 @@ def test_batch_slices_cover_the_rows() -> None:
 
 def _torchrun(argv: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "mentor", "train", "--nproc", str(nproc), *argv]
-    return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 and "SIGABRT" in done.stderr:
+        # gloo has aborted a rank on an overloaded machine (seen once in ~20 suite runs on 2
+        # shared cores); a second start tells that apart from a real failure
+        done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    return done
 
 
 def _history(run: Path) -> list[dict[str, float]]:
