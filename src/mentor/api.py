@@ -24,11 +24,10 @@ from typing import Any
 from mentor.config import (
     RunConfig,
     apply_override,
-    did_you_mean,
     load_config_file,
     resolve_config,
 )
-from mentor.errors import MentorError
+from mentor.errors import MentorError, did_you_mean
 
 # Settings that may change when a run is resumed: where it runs and reads, not what it computes.
 RESUMABLE = {

@@ -8,7 +8,6 @@ the wrong type. The ``model`` section's class is chosen by the model name throug
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import types
@@ -17,18 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from mentor.errors import MentorError
+from mentor.errors import MentorError, did_you_mean
 
 T = TypeVar("T")
 
 METRICS = ("recall", "ndcg", "precision", "map", "hit")
 MAX_SEED = 2**63 - 1  # the loop seeds a second generator with seed + 1
-
-
-def did_you_mean(name: str, options: typing.Iterable[str]) -> str:
-    """Return ``" (did you mean 'x'?)"`` for the closest option, or ``""``."""
-    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _check_type(value: Any, annotation: Any, where: str) -> Any:

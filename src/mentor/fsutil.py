@@ -130,3 +130,13 @@ class RunLock:
         if self._handle is not None:
             os.close(self._handle)
             self._handle = None
+
+
+def files_digest(paths: list[Path]) -> str:
+    """SHA-256 over the names and bytes of many files (e.g. an image folder), in the given
+    order."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).name.encode() + b"\x00")
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mentor.config import did_you_mean
-from mentor.errors import MentorError
+from mentor.errors import MentorError, did_you_mean
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import numpy as np
 
 from mentor.extras import require
 from mentor.features.chunks import content_key, encode_in_chunks
-from mentor.prepare.steps import files_digest, fill_missing
+from mentor.fsutil import files_digest
 
 
 class Encoder(Protocol):
@@ -182,3 +182,22 @@ def image_encoder_from(model: Any, warn: Callable[[str], None]) -> Encoder:
             "learned encoder (no --image-model weights given; recorded in meta.json)"
         )
     return encoder
+
+
+def fill_missing(feat: np.ndarray, found: np.ndarray, how: str) -> np.ndarray:
+    """Fill the rows of ``feat`` [n, d] where ``found`` [n] is False.
+
+    Args:
+        how: ``"mean"`` (the mean of the found rows, MMRec's recipe for images) or ``"zeros"``.
+
+    Returns:
+        float32 [n, d] (a new array).
+    """
+    out = np.array(feat, dtype=np.float32, copy=True)
+    if found.all():
+        return out
+    if how == "mean" and found.any():
+        out[~found] = out[found].mean(axis=0, dtype=np.float64).astype(np.float32)
+    else:
+        out[~found] = 0.0
+    return out

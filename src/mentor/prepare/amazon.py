@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from mentor.errors import MentorError
-from mentor.features.extract import check_image_encoder, check_text_encoder
+from mentor.features.extract import check_image_encoder, check_text_encoder, fill_missing
 from mentor.prepare.steps import (
     LineProblems,
     base_meta,
@@ -41,7 +41,6 @@ from mentor.prepare.steps import (
     encode_image_feature,
     encode_text_feature,
     feature_work,
-    fill_missing,
     image_folder_paths,
     is_gzip,
     read_lines,

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from mentor.features.extract import check_image_encoder, check_text_encoder
+from mentor.fsutil import files_digest
 from mentor.paths import cache_dir
 from mentor.prepare.steps import (
     ITEM_META_FILE,
@@ -46,7 +47,6 @@ from mentor.prepare.steps import (
     encode_image_feature,
     encode_text_feature,
     feature_work,
-    files_digest,
     fresh_dir,
     image_folder_paths,
     mmrec_order,

@@ -80,16 +80,6 @@ def file_record(path: Path) -> dict[str, Any]:
     return {"path": str(path.resolve()), "bytes": path.stat().st_size, "sha256": digest.hexdigest()}
 
 
-def files_digest(paths: list[Path]) -> str:
-    """SHA-256 over the names and bytes of many files (e.g. an image folder), in the given
-    order."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(Path(path).name.encode() + b"\x00")
-        digest.update(Path(path).read_bytes())
-    return digest.hexdigest()
-
-
 class LineProblems:
     """Counts input lines that were skipped, keeping the first few line numbers per reason."""
 
@@ -320,25 +310,6 @@ def write_interactions(
 # --------------------------------------------------------------------------------------------
 # features
 # --------------------------------------------------------------------------------------------
-
-
-def fill_missing(feat: np.ndarray, found: np.ndarray, how: str) -> np.ndarray:
-    """Fill the rows of ``feat`` [n, d] where ``found`` [n] is False.
-
-    Args:
-        how: ``"mean"`` (the mean of the found rows, MMRec's recipe for images) or ``"zeros"``.
-
-    Returns:
-        float32 [n, d] (a new array).
-    """
-    out = np.array(feat, dtype=np.float32, copy=True)
-    if found.all():
-        return out
-    if how == "mean" and found.any():
-        out[~found] = out[found].mean(axis=0, dtype=np.float64).astype(np.float32)
-    else:
-        out[~found] = 0.0
-    return out
 
 
 def save_feature(folder: Path, modality: str, feat: np.ndarray) -> None:

@@ -32,6 +32,7 @@ import numpy as np
 from mentor.errors import MentorError
 from mentor.fsutil import file_sha256
 from mentor.serve.coldstart import ColdStartEncoder
+from mentor.serve.errors import DuplicateIdError, UnknownIdError
 from mentor.serve.format import (
     CHECKSUMS,
     CONFIG,
@@ -121,14 +122,6 @@ class Recommendations:
 
 
 REQUIRED_TENSORS = ("users", "items", "seen_indptr", "seen_indices", "popularity")
-
-
-class UnknownIdError(MentorError):
-    """An item id that is not in the bundle (the server answers 404)."""
-
-
-class DuplicateIdError(MentorError):
-    """A new item id that exists already or is given twice (the server answers 409)."""
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from mentor.errors import MentorError
-from mentor.serve.recommender import DuplicateIdError
+from mentor.serve.errors import DuplicateIdError
 
 NAMESPACE = "mentor_catalog"
 SCHEMA = "1"
