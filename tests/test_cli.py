@@ -431,3 +431,24 @@ def test_plot_draws_the_curves_of_a_run(tmp_path: Path, capsys: pytest.CaptureFi
     assert (tmp_path / "c.png").stat().st_size > 1000
     assert main(["plot", str(tmp_path)]) == 2
     assert "history.csv: missing" in capsys.readouterr().err
+
+
+def test_tensorboard_gets_every_epoch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("tensorboard")
+    from conftest import hide, make_dataset
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    data = make_dataset(tmp_path)
+    argv = ["train", "--model", "bpr", "--data", str(data), "--out", str(tmp_path / "run")]
+    argv += ["--epochs", "3", "--set", "eval.topk=[5,10]", "--set", "eval.valid_metric=recall@10"]
+    assert main([*argv, "--quiet", "--tensorboard", str(tmp_path / "tb")]) == 0
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert {"loss", "loss_bpr", "valid_recall@10"} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("loss")] == [1, 2, 3]
+    with pytest.MonkeyPatch.context() as mp:
+        hide(mp, "tensorboard")
+        argv[argv.index("--out") + 1] = str(tmp_path / "other")
+        assert main([*argv, "--tensorboard", str(tmp_path / "tb2")]) == 2
+    assert "pip install 'mentor-rec[tensorboard]'" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()

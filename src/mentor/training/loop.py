@@ -212,12 +212,14 @@ def fit(
     log: Callable[[str], None] = print,
     cache: SemanticGraphCache | None = None,
     on_valid: Callable[[int, dict[str, float]], None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``config``'s model on ``dataset``, writing the run folder; returns ``metrics.json``.
 
     ``on_valid(epoch, valid_metrics)`` is called after each validation, once the epoch's
     checkpoint is written; an exception it raises (a search pruning the run) stops the run
-    there, resumable and without test metrics.
+    there, resumable and without test metrics. ``on_epoch(row)`` gets each epoch's history row
+    (loss terms, seconds, validation metrics) on rank 0, e.g. for TensorBoard.
 
     Started by ``torchrun`` with several processes, trains data-parallel (see
     :mod:`mentor.training.distributed`): every rank returns the same metrics, rank 0 alone
@@ -244,7 +246,7 @@ def fit(
     if dist is not None and not dist.is_main:  # rank 0 alone touches the run folder
         return _fit_locked(
             config, dataset, run_dir, resume, False, log, device, evaluator, model, dist, on_valid
-        )
+        )  # on_epoch is rank 0's
     if run_dir.exists() and not run_dir.is_dir():
         raise MentorError(f"{run_dir}: exists and is not a folder; give a run folder")
     with RunLock(run_dir):
@@ -265,6 +267,7 @@ def fit(
             model,
             dist,
             on_valid,
+            on_epoch,
         )
 
 
@@ -280,6 +283,7 @@ def _fit_locked(
     model: Recommender,
     dist: distributed.Dist | None = None,
     on_valid: Callable[[int, dict[str, float]], None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """The body of :func:`fit`, run while holding the run folder's lock (rank 0 only holds
     it under data-parallel training; the other ranks write nothing)."""
@@ -335,6 +339,7 @@ def _fit_locked(
             log,
             dist,
             on_valid,
+            on_epoch,
         )
 
     peaks = dist.gather(peak_memory_mb(device)) if dist is not None else None
@@ -438,6 +443,7 @@ def _train(
     log: Callable[[str], None],
     dist: distributed.Dist | None = None,
     on_valid: Callable[[int, dict[str, float]], None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> None:
     from tqdm.auto import tqdm
 
@@ -547,6 +553,8 @@ def _train(
                 f" valid {metric} {row[f'valid_{metric}']:.4f}" if f"valid_{metric}" in row else ""
             )
             log(f"epoch {epoch}: loss {loss_value:.4f} ({seconds:.2f}s){shown}")
+        if on_epoch is not None and main:
+            on_epoch(row)
         if on_valid is not None and f"valid_{metric}" in row:
             on_valid(epoch, valid)
     epochs.close()
