@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import sys
 import types
 from collections.abc import Collection, Mapping, Sequence
@@ -259,3 +260,10 @@ def hide(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
         for loaded in [m for m in sys.modules if m == name or m.startswith(f"{name}.")]:
             monkeypatch.setitem(sys.modules, loaded, None)
         monkeypatch.setitem(sys.modules, name, None)
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

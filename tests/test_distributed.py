@@ -8,7 +8,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import make_dataset
+from conftest import free_port, make_dataset
 
 import mentor
 from mentor.data.sampler import Batch
@@ -106,15 +105,9 @@ def test_two_processes_train_what_one_does(data: Path, tmp_path: Path, model: st
     assert not [p for p in (tmp_path / "epochs-2").iterdir() if ".tmp" in p.name]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _ranks(argvs: list[list[str]]) -> list[subprocess.Popen]:
     """Start one `mentor train` per argv as ranks 0, 1, ... of one group (no torchrun)."""
-    port = str(_free_port())
+    port = str(free_port())
     procs = []
     for rank, argv in enumerate(argvs):
         env = {**ENV, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": str(len(argvs))}

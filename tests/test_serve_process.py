@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_dataset
+from conftest import free_port, make_dataset
 
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
@@ -51,14 +50,8 @@ def _features(item_id: str) -> dict[str, list[float]]:
     return {"image": rng.random(4).tolist(), "text": rng.random(3).tolist()}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _start(bundle: Path, store: Path, workers: int = 1) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
+    port = free_port()
     argv = [
         sys.executable, "-c", "from mentor.cli import main; raise SystemExit(main())",
         "serve", "--bundle", str(bundle), "--port", str(port), "--store", str(store),

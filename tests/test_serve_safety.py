@@ -172,15 +172,21 @@ def test_body_size_and_id_limits(bundle: Path) -> None:
     assert 'mentor_requests_total{path="/recommend",status="413"} 1.0' in metrics
 
 
-def test_users_without_training_interactions_are_served_as_cold(tmp_path: Path) -> None:
+def _without_training_rows(tmp_path: Path, user: str) -> Path:
+    """A tiny data set in which internal user ``user`` keeps only its valid and test rows (the
+    model never trains its embedding)."""
     data = make_dataset(tmp_path, n_users=12, n_items=20)
     inter = data / "tiny.inter"
     lines = inter.read_text().splitlines()
-    # user 5 keeps only valid and test rows: the model never trains its embedding
     kept = [lines[0]] + [
-        line for line in lines[1:] if not (line.split("\t")[0] == "5" and line.endswith("\t0"))
+        line for line in lines[1:] if not (line.split("\t")[0] == user and line.endswith("\t0"))
     ]
     inter.write_text("\n".join(kept) + "\n")
+    return data
+
+
+def test_users_without_training_interactions_are_served_as_cold(tmp_path: Path) -> None:
+    data = _without_training_rows(tmp_path, "5")
     rec = Recommender.load(_train(tmp_path, "bpr", data))
     cold, warm = rec.user_ids[5], rec.user_ids[4]
     assert len(rec.seen(5)) == 0 and cold in rec.user_index
@@ -270,13 +276,7 @@ def test_clashing_external_ids_stop_export_and_bundle_before_writing(
 
 
 def test_users_only_in_valid_are_cold_when_valid_is_masked(tmp_path: Path) -> None:
-    data = make_dataset(tmp_path, n_users=12, n_items=20)
-    inter = data / "tiny.inter"
-    lines = inter.read_text().splitlines()
-    kept = [lines[0]] + [
-        line for line in lines[1:] if not (line.split("\t")[0] == "5" and line.endswith("\t0"))
-    ]
-    inter.write_text("\n".join(kept) + "\n")
+    data = _without_training_rows(tmp_path, "5")
     rec = Recommender.load(_train(tmp_path, "bpr", data, mask_valid_at_test=True))
     assert len(rec.seen(5)) == 1  # its valid item is masked, yet it was never trained
     assert rec.recommend(rec.user_ids[5], k=3)[0].fallback is True
