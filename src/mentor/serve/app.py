@@ -420,7 +420,8 @@ def create_app(
             or empty disables them.
         workers: server processes; with more than one and no durable store, catalogue changes
             are refused (each process would hold its own catalogue), and a reload restarts the
-            processes one by one through the uvicorn supervisor.
+            processes one by one through the uvicorn supervisor (with a durable store, every
+            process follows the logged reload).
         max_body_bytes: largest request body accepted (413 beyond); default the
             ``MENTOR_MAX_BODY_BYTES`` environment variable, else :data:`MAX_BODY_BYTES`.
     """
@@ -594,8 +595,8 @@ def create_app(
         body: ReloadRequest | None = None, x_api_key: str | None = key_header
     ) -> JSONResponse:
         """Load a new bundle without a restart; requests in flight finish on the old one.
-        With several server processes, the uvicorn supervisor replaces them one at a time
-        (each replacement serving before its predecessor stops)."""
+        The reload is logged, so every other server process sharing the catalogue log follows
+        within its poll delay (with an in-memory log, the uvicorn supervisor restarts them)."""
         denied = refused(x_api_key)
         if denied:
             return denied
