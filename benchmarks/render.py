@@ -871,6 +871,33 @@ def ddp_memory(arg: str | None, page: Path) -> str:
     return f"{note}\n\n{md_table(head, rows)}\n\n{source(name)}"
 
 
+@table("ddp-quality")
+def ddp_quality(arg: str | None, page: Path) -> str:
+    name = "ddp_quality.json"
+    if not exists(name):
+        return (
+            "No result file yet: `python benchmarks/ddp_quality.py` writes "
+            "`benchmarks/results/ddp_quality.json`, and `python benchmarks/render.py` puts it here."
+        )
+    d = load(name)
+    rows = [
+        [
+            r["processes"],
+            msd(*r["summary"]["recall@20"]),
+            msd(*r["summary"]["ndcg@20"]),
+            ", ".join(str(run["best_epoch"]) for run in r["runs"]),
+            ", ".join(str(run["seed"]) for run in r["runs"]),
+        ]
+        for r in d["rows"]
+    ]
+    note = (
+        f"{d['model']} on {d['data']}, the settings chosen on valid, trained to early stopping; "
+        "mean ± sample sd over seeds."
+    )
+    head = ["processes", "test Recall@20", "test NDCG@20", "best epochs", "seeds"]
+    return f"{note}\n\n{md_table(head, rows)}\n\n{source(name)}"
+
+
 @table("cold-start")
 def cold_start(arg: str | None, page: Path) -> str:
     d = load("cold_start.json")
