@@ -761,11 +761,10 @@ def serve(
         raise MentorError(f"--score-budget-mb must be positive, got {score_budget} bytes")
     if not poll_seconds > 0:
         raise MentorError(f"--poll-seconds must be positive, got {poll_seconds}")
-    rec = Recommender.load(bundle, index="exact")  # fail fast, with a one-line error
+    Recommender.load(bundle, index="exact")  # fail fast, with a one-line error
     open_store(store, Path(bundle)).close()  # and on a store that cannot be opened
     if workers > 1 and store == "memory":
         log.warning("--store memory with several workers: catalogue changes are refused")
-    del rec
     os.environ[BUNDLE_ENV] = str(bundle)
     os.environ[INDEX_ENV] = index
     os.environ[WORKERS_ENV] = str(workers)
