@@ -8,6 +8,7 @@ import csv
 import json
 import os
 import signal
+import shutil
 import subprocess
 import sys
 import time
@@ -62,7 +63,10 @@ def _torchrun(argv: list[str], nproc: int = 2) -> subprocess.CompletedProcess:
     done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     if done.returncode != 0 and "SIGABRT" in done.stderr:
         # gloo has aborted a rank on an overloaded machine (seen once in ~20 suite runs on 2
-        # shared cores); a second start tells that apart from a real failure
+        # shared cores); a second start, in an empty run folder, tells that apart from a real
+        # failure
+        if "--out" in argv:
+            shutil.rmtree(argv[argv.index("--out") + 1], ignore_errors=True)
         done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     return done
 
