@@ -10,11 +10,15 @@ best valid epoch among them is reported), for models whose MMRec code is too slo
 to its early stop three times. Data: ``../shared/data/ml-100k-mm`` (genre features as MMRec's
 image file, text as its text file).
 
+A model whose reference code is its authors' repository (built on MMRec's framework) runs from
+``--code MODEL=DIR`` (see ``speed_vs_mmrec.py``); each row records the repository and commit.
+Settings the command does not give take the first value of the reference configuration's grid.
+
 Writes ``benchmarks/results/quality_vs_mmrec.{json,md}``; rows of models not rerun are kept.
 
 Usage: python benchmarks/quality_vs_mmrec.py --mmrec ../mmrec --models layergcn
-       [--set model=KEY=VALUE ...] [--seeds 999 1 2] [--threads 1] [--epochs N]
-       [--reuse-mmrec]
+       [--code MODEL=DIR ...] [--set model=KEY=VALUE ...] [--seeds 999 1 2] [--threads 1]
+       [--epochs N] [--reuse-mmrec]
 """
 
 from __future__ import annotations
@@ -29,15 +33,31 @@ import tempfile
 from pathlib import Path
 
 from common import RESULTS, SHARED, machine
-from speed_vs_mmrec import MMREC_MODELS, mmrec_data_config, mmrec_folder, thread_env
+from speed_vs_mmrec import (
+    MMREC_MODELS,
+    mmrec_data_config,
+    mmrec_folder,
+    reference_code,
+    reference_label,
+    thread_env,
+)
+
+from mentor.registry import model_names
 
 MMREC_FULL = """
 import json, os, sys
 sys.path.insert(0, os.getcwd())
 import torch
+import yaml
 torch.set_num_threads(int(sys.argv[4]))
+from utils.configurator import Config
 from utils.quick_start import quick_start
 config = json.loads(sys.argv[3])
+with open(f"configs/model/{sys.argv[1]}.yaml", encoding="utf-8") as f:
+    grid = yaml.load(f.read(), Loader=Config._build_yaml_loader(None))
+for name in grid.get("hyper_parameters", []):
+    if name not in config:
+        config[name] = grid[name][0] if isinstance(grid[name], list) else grid[name]
 config["hyper_parameters"] = ["seed"]
 quick_start(model=sys.argv[1], dataset=sys.argv[2], config_dict=config, save_model=False)
 """
@@ -45,10 +65,10 @@ BEST_TEST = re.compile(r"^Test: .*?recall@20: ([0-9.]+).*?ndcg@20: ([0-9.]+)", r
 
 
 def run_mmrec(
-    mmrec: Path, root: Path, model: str, settings: dict, seed: int, threads: int, epochs: int
+    framework: Path, root: Path, model: str, settings: dict, seed: int, threads: int, epochs: int
 ):
-    """MMRec's best-valid-epoch test (Recall@20, NDCG@20) of one training (``epochs`` > 0 caps
-    it)."""
+    """The reference code's best-valid-epoch test (Recall@20, NDCG@20) of one training, run in
+    ``framework`` (the folder with ``utils/``; ``epochs`` > 0 caps it)."""
     name = MMREC_MODELS[model][0]
     config = {**mmrec_data_config(root, root / "ml-100k-mm"), "seed": [seed], **settings}
     if epochs > 0:
@@ -57,7 +77,7 @@ def run_mmrec(
         cached.unlink()
     cmd = [sys.executable, "-c", MMREC_FULL, name, "ml-100k-mm", json.dumps(config), str(threads)]
     proc = subprocess.run(
-        cmd, cwd=mmrec / "src", env=thread_env(threads), capture_output=True, text=True
+        cmd, cwd=framework, env=thread_env(threads), capture_output=True, text=True
     )
     found = BEST_TEST.findall(proc.stdout + proc.stderr)
     if proc.returncode != 0 or not found:
@@ -104,6 +124,13 @@ def main() -> None:
     parser.add_argument("--mmrec", type=Path, required=True, help="MMRec checkout (has src/)")
     parser.add_argument("--models", required=True, help="our names, comma-separated")
     parser.add_argument(
+        "--code",
+        action="append",
+        default=[],
+        metavar="MODEL=DIR",
+        help="run MODEL's reference code from this MMRec-style checkout (its authors' code)",
+    )
+    parser.add_argument(
         "--set", action="append", default=[], metavar="MODEL=KEY=VALUE", help="override a setting"
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[999, 1, 2])
@@ -118,6 +145,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     data = SHARED / "data" / "ml-100k-mm"
+    references = reference_code(args.mmrec, args.code, model_names())
     overrides: dict[str, dict] = {}
     for item in args.set:
         model, key, value = item.split("=", 2)
@@ -136,12 +164,19 @@ def main() -> None:
                 theirs.append(
                     known.get(seed)
                     or run_mmrec(
-                        args.mmrec, work / "mmrec", model, settings, seed, args.threads, args.epochs
+                        references[model],
+                        work / "mmrec",
+                        model,
+                        settings,
+                        seed,
+                        args.threads,
+                        args.epochs,
                     )
                 )
                 ours.append(run_ours(data, model, settings, seed, args.threads, args.epochs, work))
                 print(model, seed, "MMRec", theirs[-1], "ours", ours[-1], flush=True)
             row = {"model": model, "settings": settings, "seeds": args.seeds}
+            row["reference"] = reference_label(model, references[model])
             row["max_epochs"] = args.epochs or None
             row["mmrec_per_seed"], row["ours_per_seed"] = theirs, ours
             for k, metric in enumerate(("recall@20", "ndcg@20")):

@@ -21,8 +21,14 @@ sparse product instead, before the run (not timed). Writes
 ``benchmarks/results/speed_vs_mmrec.{json,md}``; rows of an earlier run that this one did not
 repeat are kept.
 
+The reference code of a model that is not in MMRec (its authors' repository, built on MMRec's
+framework) is given with ``--code MODEL=DIR``: DIR holds ``src/utils/quick_start.py`` or
+``utils/quick_start.py``; :data:`REFERENCE_REPOS` names the repository, recorded with its commit
+in every row.
+
 Usage: python benchmarks/speed_vs_mmrec.py --mmrec ../mmrec [--data ml-100k-mm baby-random]
-       [--models all|NAME,...] [--epochs 4] [--baby-epochs 3] [--threads 2] [--limit 600]
+       [--models all|NAME,...] [--code MODEL=DIR ...] [--epochs 4] [--baby-epochs 3]
+       [--threads 2] [--limit 600]
 """
 
 from __future__ import annotations
@@ -62,6 +68,8 @@ MMREC_MODELS: dict[str, tuple[str, dict[str, object]]] = {
     "bm3": ("BM3", {"n_layers": 1, "reg_weight": 0.1, "dropout": 0.3}),
     "slmrec": ("SLMRec", {"learning_rate": 1e-3, "ssl_temp": 0.1, "ssl_alpha": 0.01, "reg": 1e-4}),
 }
+# The public repository of each model's reference code when it is not MMRec (enoche/MMRec).
+REFERENCE_REPOS: dict[str, str] = {}
 # Our optional settings timed as rows of their own ("variant": (model, settings)), next to the
 # MMRec row of their model.
 VARIANTS: dict[str, tuple[str, list[str]]] = {
@@ -118,7 +126,8 @@ class Run:
     Attributes:
         data: data set name.
         model: our registry name.
-        impl: ``mentor`` or ``MMRec``.
+        impl: ``mentor``, or ``MMRec`` for the reference code (MMRec or the authors' repository).
+        reference: the reference code's repository and commit (``MMRec`` rows only).
         status: ``ok``, ``time limit`` or ``failed: <last error line>``.
         epoch_seconds: training seconds of each finished epoch, in order.
         peak_rss_gb: peak resident memory of the process (GiB).
@@ -137,6 +146,7 @@ class Run:
     wall_seconds: float = 0.0
     unfinished_epoch_seconds: float | None = None
     threads: int = 1
+    reference: str = ""
 
     @property
     def seconds_per_epoch(self) -> float | None:
@@ -227,8 +237,34 @@ def mmrec_data_config(data_root: Path, folder: Path) -> dict[str, object]:
     }
 
 
+def framework_folder(root: Path) -> Path:
+    """The folder of an MMRec-style checkout that holds ``utils/quick_start.py`` (its ``src/``,
+    or the checkout itself when its framework lives at the top)."""
+    for folder in (root / "src", root):
+        if (folder / "utils" / "quick_start.py").exists():
+            return folder
+    raise SystemExit(f"{root}: neither src/utils/quick_start.py nor utils/quick_start.py found")
+
+
+def reference_code(mmrec: Path, code: list[str], known: list[str]) -> dict[str, Path]:
+    """``--code MODEL=DIR`` items as {model: framework folder}; every other model of
+    :data:`MMREC_MODELS` runs from the MMRec checkout."""
+    folders = {model: mmrec for model in MMREC_MODELS}
+    for item in code:
+        model, sep, folder = item.partition("=")
+        if not sep or model not in known:
+            raise SystemExit(f"--code {item}: give MODEL=DIR with MODEL one of {known}")
+        folders[model] = Path(folder)
+    return {model: framework_folder(folder) for model, folder in folders.items()}
+
+
+def reference_label(model: str, folder: Path) -> str:
+    """``owner/name@commit`` of a model's reference code (``+patched`` for local changes)."""
+    return f"{REFERENCE_REPOS.get(model, 'enoche/MMRec')}@{mmrec_commit(folder)}"
+
+
 def run_mmrec(
-    mmrec: Path,
+    framework: Path,
     data_name: str,
     data_root: Path,
     model: str,
@@ -237,7 +273,8 @@ def run_mmrec(
     limit: float,
     work: Path,
 ) -> Run:
-    """MMRec's quick_start for ``model`` (our name) on ``data_root/data_name``."""
+    """The reference code's quick_start (run in ``framework``, the folder with ``utils/``) for
+    ``model`` (our name) on ``data_root/data_name``."""
     name, settings = MMREC_MODELS[model]
     folder = data_root / data_name
     for cached in folder.glob("*.pt"):  # LATTICE/FREEDOM cache their item graphs: rebuild each
@@ -251,9 +288,10 @@ def run_mmrec(
     }
     cmd = [sys.executable, "-c", MMREC_DRIVER, name, data_name, json.dumps(config), str(threads)]
     log = work / f"mmrec-{data_name}-{model}.log"
-    code, peak, wall = run_process(cmd, mmrec / "src", thread_env(threads), log, limit)
+    code, peak, wall = run_process(cmd, framework, thread_env(threads), log, limit)
     stopped = time.time()
     run = Run(data_name, model, "MMRec", peak_rss_gb=peak, wall_seconds=wall, threads=threads)
+    run.reference = reference_label(model, framework)
     lines = log.read_text(errors="replace").splitlines()
     run.epoch_seconds = [float(ln.split()[2]) for ln in lines if ln.startswith("MMREC_EPOCH ")]
     if code is None:
@@ -328,7 +366,7 @@ def write_results(runs: list[Run], args: argparse.Namespace) -> str:
         "machine": machine(),
         "threads": threads,
         "limit_seconds": args.limit,
-        "mmrec_commit": mmrec_commit(args.mmrec),
+        "mmrec_commit": mmrec_commit(framework_folder(args.mmrec)),
         "rows": rows,
     }
     lines = [
@@ -336,7 +374,8 @@ def write_results(runs: list[Run], args: argparse.Namespace) -> str:
         f"{stamp['mmrec_commit']}.",
         "",
         "s/epoch: median training seconds of the epochs after the first (no evaluation). "
-        "Peak: maximum resident memory of the whole process. Speed-up: MMRec s/epoch / ours.",
+        "Peak: maximum resident memory of the whole process. Speed-up: MMRec s/epoch / ours. "
+        "Models marked * run their authors' code (see `reference` in the JSON).",
     ]
     for data in dict.fromkeys(r["data"] for r in rows):
         lines += [
@@ -358,8 +397,10 @@ def write_results(runs: list[Run], args: argparse.Namespace) -> str:
                 elif theirs.get("unfinished_epoch_seconds"):
                     bound = theirs["unfinished_epoch_seconds"] / ours["seconds_per_epoch"]
                     ratio = f">= {bound:.1f}x"
+            reference = (theirs or {}).get("reference") or "enoche/MMRec"
+            star = "" if reference.startswith("enoche/MMRec") else "*"
             lines.append(
-                f"| {model} | {cell_seconds(ours)} | {cell_seconds(theirs)} | {ratio} | "
+                f"| {model}{star} | {cell_seconds(ours)} | {cell_seconds(theirs)} | {ratio} | "
                 f"{cell_peak(ours)} | {cell_peak(theirs)} |"
             )
     args.out.mkdir(parents=True, exist_ok=True)
@@ -400,7 +441,8 @@ def cell_peak(row: dict | None) -> str:
 
 
 def mmrec_commit(mmrec: Path) -> str:
-    """The MMRec checkout's commit (and ``+patched`` when its tree has local changes)."""
+    """The commit of the checkout holding ``mmrec`` (and ``+patched`` when its tree has local
+    changes)."""
     head = subprocess.run(
         ["git", "-C", str(mmrec), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
@@ -415,6 +457,13 @@ def mmrec_commit(mmrec: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mmrec", type=Path, required=True, help="MMRec checkout (has src/)")
+    parser.add_argument(
+        "--code",
+        action="append",
+        default=[],
+        metavar="MODEL=DIR",
+        help="run MODEL's reference code from this MMRec-style checkout (its authors' code)",
+    )
     parser.add_argument(
         "--data",
         nargs="+",
@@ -444,8 +493,7 @@ def main() -> None:
     )
     parser.add_argument("--work", type=Path, help="keep runs and logs here (default: a temp dir)")
     args = parser.parse_args()
-    if not (args.mmrec / "src" / "main.py").exists():
-        raise SystemExit(f"{args.mmrec}/src/main.py not found: pass --mmrec MMREC_CHECKOUT")
+    references = reference_code(args.mmrec, args.code, model_names())
     known = model_names() + list(VARIANTS)
     models = {"all": known, "none": []}.get(args.models, args.models.split(","))
     unknown = sorted(set(models) - set(known))
@@ -475,7 +523,7 @@ def main() -> None:
                 if args.impl != "mentor" and model in MMREC_MODELS:
                     found.append(
                         run_mmrec(
-                            args.mmrec,
+                            references[model],
                             data_name,
                             mmrec_root,
                             model,
