@@ -35,6 +35,7 @@ from pathlib import Path
 from common import RESULTS, SHARED, machine
 from speed_vs_mmrec import (
     MMREC_MODELS,
+    framework_env,
     mmrec_data_config,
     mmrec_folder,
     reference_code,
@@ -50,8 +51,10 @@ sys.path.insert(0, os.getcwd())
 import torch
 import yaml
 torch.set_num_threads(int(sys.argv[4]))
-from utils.configurator import Config
-from utils.quick_start import quick_start
+import importlib
+utils = os.environ.get("MMREC_UTILS", "utils")
+Config = importlib.import_module(f"{utils}.configurator").Config
+quick_start = importlib.import_module(f"{utils}.quick_start").quick_start
 config = json.loads(sys.argv[3])
 with open(f"configs/model/{sys.argv[1]}.yaml", encoding="utf-8") as f:
     grid = yaml.load(f.read(), Loader=Config._build_yaml_loader(None))
@@ -77,7 +80,7 @@ def run_mmrec(
         cached.unlink()
     cmd = [sys.executable, "-c", MMREC_FULL, name, "ml-100k-mm", json.dumps(config), str(threads)]
     proc = subprocess.run(
-        cmd, cwd=framework, env=thread_env(threads), capture_output=True, text=True
+        cmd, cwd=framework, env=framework_env(framework, threads), capture_output=True, text=True
     )
     found = BEST_TEST.findall(proc.stdout + proc.stderr)
     if proc.returncode != 0 or not found:

@@ -23,8 +23,8 @@ repeat are kept.
 
 The reference code of a model that is not in MMRec (its authors' repository, built on MMRec's
 framework) is given with ``--code MODEL=DIR``: DIR holds ``src/utils/quick_start.py`` or
-``utils/quick_start.py``; :data:`REFERENCE_REPOS` names the repository, recorded with its commit
-in every row.
+``utils/quick_start.py`` (``utils_package/`` in the official MENTOR code);
+:data:`REFERENCE_REPOS` names the repository, recorded with its commit in every row.
 
 Usage: python benchmarks/speed_vs_mmrec.py --mmrec ../mmrec [--data ml-100k-mm baby-random]
        [--models all|NAME,...] [--code MODEL=DIR ...] [--epochs 4] [--baby-epochs 3]
@@ -88,8 +88,10 @@ import torch
 import yaml
 torch.set_num_threads(int(sys.argv[4]))
 from common.trainer import Trainer
-from utils.configurator import Config
-from utils.quick_start import quick_start
+import importlib
+utils = os.environ.get("MMREC_UTILS", "utils")
+Config = importlib.import_module(f"{utils}.configurator").Config
+quick_start = importlib.import_module(f"{utils}.quick_start").quick_start
 
 original = Trainer._generate_train_loss_output
 
@@ -237,13 +239,24 @@ def mmrec_data_config(data_root: Path, folder: Path) -> dict[str, object]:
     }
 
 
+UTILS_PACKAGES = ("utils", "utils_package")  # MMRec's name, and the official MENTOR code's
+
+
 def framework_folder(root: Path) -> Path:
-    """The folder of an MMRec-style checkout that holds ``utils/quick_start.py`` (its ``src/``,
-    or the checkout itself when its framework lives at the top)."""
+    """The folder of an MMRec-style checkout that holds ``utils/quick_start.py`` (or
+    ``utils_package/``): its ``src/``, or the checkout itself when its framework lives at the
+    top."""
     for folder in (root / "src", root):
-        if (folder / "utils" / "quick_start.py").exists():
+        if any((folder / name / "quick_start.py").exists() for name in UTILS_PACKAGES):
             return folder
-    raise SystemExit(f"{root}: neither src/utils/quick_start.py nor utils/quick_start.py found")
+    raise SystemExit(f"{root}: no src/utils/quick_start.py or utils/quick_start.py found")
+
+
+def framework_env(framework: Path, threads: int) -> dict[str, str]:
+    """:func:`thread_env` plus ``MMREC_UTILS``, the framework's utilities package, for the
+    drivers."""
+    name = next(n for n in UTILS_PACKAGES if (framework / n / "quick_start.py").exists())
+    return {**thread_env(threads), "MMREC_UTILS": name}
 
 
 def reference_code(mmrec: Path, code: list[str], known: list[str]) -> dict[str, Path]:
@@ -288,7 +301,7 @@ def run_mmrec(
     }
     cmd = [sys.executable, "-c", MMREC_DRIVER, name, data_name, json.dumps(config), str(threads)]
     log = work / f"mmrec-{data_name}-{model}.log"
-    code, peak, wall = run_process(cmd, framework, thread_env(threads), log, limit)
+    code, peak, wall = run_process(cmd, framework, framework_env(framework, threads), log, limit)
     stopped = time.time()
     run = Run(data_name, model, "MMRec", peak_rss_gb=peak, wall_seconds=wall, threads=threads)
     run.reference = reference_label(model, framework)
