@@ -34,9 +34,9 @@ from conftest import make_dataset  # noqa: E402
 from mentor.config import resolve_config  # noqa: E402
 from mentor.data.dataset import load_dataset  # noqa: E402
 from mentor.data.sampler import Batch  # noqa: E402
+from mentor.eval.context import build_model  # noqa: E402
 from mentor.fsutil import atomic_write_text  # noqa: E402
 from mentor.semantic import SemanticGraphCache  # noqa: E402
-from mentor.training.loop import build_model  # noqa: E402
 
 
 def _cpu_shims() -> None:

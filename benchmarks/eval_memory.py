@@ -86,9 +86,9 @@ def measure(users: int, items: int, budget_mb: float, threads: int) -> dict:
     import torch
 
     from mentor.config import resolve_config
-    from mentor.eval.evaluator import block_users, evaluate_rankings
+    from mentor.eval.context import build_model
+    from mentor.eval.evaluator import Evaluator, block_users, evaluate_rankings
     from mentor.semantic import SemanticGraphCache
-    from mentor.training.loop import Evaluator, build_model
 
     torch.set_num_threads(threads)
     began = time.perf_counter()
@@ -152,9 +152,9 @@ def real_data(threads: int) -> list[dict]:
 
     from mentor.config import EvalConfig, resolve_config
     from mentor.data.dataset import load_dataset
-    from mentor.eval.evaluator import block_users, evaluate_rankings
+    from mentor.eval.context import build_model
+    from mentor.eval.evaluator import Evaluator, block_users, evaluate_rankings
     from mentor.semantic import SemanticGraphCache
-    from mentor.training.loop import Evaluator, build_model
 
     torch.set_num_threads(threads)
     rows = []

@@ -20,8 +20,9 @@ from common import RESULTS, SHARED, machine
 
 from mentor.config import resolve_config
 from mentor.data.dataset import load_dataset
+from mentor.eval.context import build_model
+from mentor.eval.evaluator import Evaluator
 from mentor.semantic import SemanticGraphCache
-from mentor.training.loop import Evaluator, build_model
 
 
 def main() -> None:

@@ -27,8 +27,8 @@ from common import RESULTS, machine
 from mentor.config import resolve_config
 from mentor.data.dataset import load_dataset
 from mentor.data.sampler import BPRSampler
+from mentor.eval.context import build_model
 from mentor.semantic import SemanticGraphCache
-from mentor.training.loop import build_model
 
 USERS, ITEMS, INTERACTIONS = 39_387, 23_033, 278_677
 

@@ -206,8 +206,8 @@ def build(name: str, folder: Path, tmp: Path, seed: int = 3, **model: object):  
 
     from mentor.config import resolve_config
     from mentor.data.dataset import load_dataset
+    from mentor.eval.context import build_model
     from mentor.semantic import SemanticGraphCache
-    from mentor.training.loop import build_model
 
     config = resolve_config(name, {"data": {"path": str(folder)}, "model": dict(model)})
     config.train.seed = seed

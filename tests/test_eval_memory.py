@@ -15,10 +15,10 @@ from mentor.api import resume_config
 from mentor.config import resolve_config
 from mentor.data.dataset import Dataset, load_dataset
 from mentor.errors import MentorError
-from mentor.eval.evaluator import BYTES_PER_SCORE, MIN_BLOCK_ROWS, block_users
+from mentor.eval.context import build_model
+from mentor.eval.evaluator import BYTES_PER_SCORE, MIN_BLOCK_ROWS, Evaluator, block_users
 from mentor.models.base import Recommender
 from mentor.semantic import SemanticGraphCache
-from mentor.training.loop import Evaluator, build_model
 
 MIB = 2**20
 CPU = torch.device("cpu")

@@ -309,8 +309,8 @@ def test_every_model_is_finite_with_all_zero_feature_rows(name: str, tmp_path: P
     from mentor.config import resolve_config
     from mentor.data.dataset import load_dataset
     from mentor.data.sampler import BPRSampler
+    from mentor.eval.context import build_model
     from mentor.semantic import SemanticGraphCache
-    from mentor.training.loop import build_model
 
     rng = np.random.default_rng(0)
     folder = tmp_path / "zeros"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from mentor.errors import MentorError
+
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` multiplies bfloat16 matrices natively (fast, float32 accumulation).
@@ -51,3 +53,18 @@ def describe_machine() -> str:
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} (CPU)"
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA, then MPS, then the CPU; an unavailable device is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise MentorError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise MentorError("--device mps: MPS is not available here; use --device cpu or auto")
+    return torch.device(name)

@@ -12,11 +12,14 @@ import torch
 from mentor.config import RunConfig, resolve_config
 from mentor.data.dataset import Dataset, check_distinct_ids, load_dataset
 from mentor.errors import MentorError
+from mentor.eval.context import build_model
+from mentor.eval.evaluator import Evaluator
 from mentor.fsutil import atomic_path
+from mentor.hardware import resolve_device
 from mentor.models.base import Recommender
 from mentor.paths import cache_dir
 from mentor.semantic import SemanticGraphCache
-from mentor.training.loop import BEST, Evaluator, build_model, load_weights, resolve_device
+from mentor.training.loop import BEST, load_weights
 from mentor.training.runinfo import check_run_data
 
 

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
+from mentor.config import EvalConfig
+from mentor.errors import MentorError
 from mentor.eval.metrics import metrics_from_hits, rank_topk
+
+if TYPE_CHECKING:
+    from mentor.data.dataset import Dataset
+    from mentor.models.base import Recommender
 
 #: Bytes a block holds per (user, item) pair: the float32 score, and at most as much again while
 #: :func:`~mentor.eval.metrics.rank_topk` re-ranks rows tied across the cut with exact sort keys.
@@ -147,3 +154,72 @@ def evaluate_rankings(topk: torch.Tensor, truth: GroundTruth, ks: list[int]) -> 
         hits = torch.zeros_like(keys, dtype=torch.bool)
     n_pos = torch.from_numpy(np.diff(truth.items.indptr))
     return metrics_from_hits(hits, n_pos, ks)
+
+
+class Evaluator:
+    """Ground truth and masks of one data set; ranks a model's scores and computes metrics.
+
+    Users are ranked in blocks of at most ``batch_users`` whose scores fit in ``score_budget_mb``
+    MiB (:func:`mentor.eval.evaluator.block_users`); the lists do not depend on either.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        ks: list[int],
+        batch_users: int,
+        mask_valid: bool,
+        score_budget_mb: float = EvalConfig.score_budget_mb,
+    ):
+        if max(ks) > dataset.n_items:
+            raise MentorError(
+                f"eval.topk asks for @{max(ks)} but {dataset.path} has only {dataset.n_items} "
+                f"items; set e.g. --set 'eval.topk=[5,10]'"
+            )
+        self.dataset = dataset
+        self.ks = sorted(ks)
+        if batch_users < 1:
+            raise MentorError(f"eval.batch_users must be at least 1, got {batch_users}")
+        self.batch_users = batch_users
+        if not score_budget_mb > 0:
+            raise MentorError(f"eval.score_budget_mb must be positive, got {score_budget_mb}")
+        self.score_budget = int(score_budget_mb * 2**20)
+        train = dataset.train
+        self.truth = {
+            split: GroundTruth.from_rows(dataset.splits[split], train, dataset.n_items)
+            for split in ("valid", "test")
+        }
+        for split, truth in self.truth.items():
+            if len(truth.users) == 0:
+                raise MentorError(
+                    f"{dataset.path}: no {split} user has a train interaction, so {split} "
+                    "cannot be evaluated; every evaluated user needs train rows"
+                )
+        self.exclude = {"valid": user_item_matrix(train, dataset.n_users, dataset.n_items)}
+        test_exclude = train
+        if mask_valid:
+            test_exclude = np.concatenate([train, dataset.splits["valid"]])
+        self.exclude["test"] = user_item_matrix(test_exclude, dataset.n_users, dataset.n_items)
+
+    def rank(
+        self, model: Recommender, users: np.ndarray, k: int, device: torch.device, split: str
+    ) -> torch.Tensor:
+        """Top-``k`` items [len(users), k] of ``model`` with ``split``'s mask."""
+        model.eval()
+        with torch.no_grad():
+            model.prepare_scoring()
+            return full_ranking(
+                model.score,
+                users,
+                self.exclude[split],
+                k,
+                self.batch_users,
+                device,
+                self.score_budget,
+            )
+
+    def evaluate(self, model: Recommender, split: str, device: torch.device) -> dict[str, float]:
+        """All metrics of ``model`` on ``split`` ("valid" or "test")."""
+        truth = self.truth[split]
+        topk = self.rank(model, truth.users, max(self.ks), device, split)
+        return evaluate_rankings(topk, truth, self.ks)

@@ -23,20 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from mentor.config import EvalConfig, RunConfig, TrainConfig
+from mentor.config import RunConfig, TrainConfig
 from mentor.data.dataset import Dataset
 from mentor.data.sampler import BPRSampler
 from mentor.errors import MentorError
-from mentor.eval.evaluator import GroundTruth, evaluate_rankings, full_ranking, user_item_matrix
+from mentor.eval.context import build_model
+from mentor.eval.evaluator import Evaluator
 from mentor.fsutil import RunLock
-from mentor.graph import SparseGraph, bipartite_graph, interaction_graph
-from mentor.hardware import peak_memory_mb
-from mentor.models.base import ModelContext, Recommender, adam
+from mentor.hardware import peak_memory_mb, resolve_device
+from mentor.models.base import Recommender, adam
 from mentor.paths import cache_dir
-from mentor.registry import get_model
 from mentor.semantic import SemanticGraphCache
 from mentor.training import distributed
 from mentor.training.checkpoint import (
@@ -50,129 +48,6 @@ from mentor.training.runinfo import check_run_data, record_resume, write_run_inf
 
 CHECKPOINT = "checkpoint.safetensors"
 BEST = "best.safetensors"
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA, then MPS, then the CPU; an unavailable device is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise MentorError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise MentorError("--device mps: MPS is not available here; use --device cpu or auto")
-    return torch.device(name)
-
-
-class Evaluator:
-    """Ground truth and masks of one data set; ranks a model's scores and computes metrics.
-
-    Users are ranked in blocks of at most ``batch_users`` whose scores fit in ``score_budget_mb``
-    MiB (:func:`mentor.eval.evaluator.block_users`); the lists do not depend on either.
-    """
-
-    def __init__(
-        self,
-        dataset: Dataset,
-        ks: list[int],
-        batch_users: int,
-        mask_valid: bool,
-        score_budget_mb: float = EvalConfig.score_budget_mb,
-    ):
-        if max(ks) > dataset.n_items:
-            raise MentorError(
-                f"eval.topk asks for @{max(ks)} but {dataset.path} has only {dataset.n_items} "
-                f"items; set e.g. --set 'eval.topk=[5,10]'"
-            )
-        self.dataset = dataset
-        self.ks = sorted(ks)
-        if batch_users < 1:
-            raise MentorError(f"eval.batch_users must be at least 1, got {batch_users}")
-        self.batch_users = batch_users
-        if not score_budget_mb > 0:
-            raise MentorError(f"eval.score_budget_mb must be positive, got {score_budget_mb}")
-        self.score_budget = int(score_budget_mb * 2**20)
-        train = dataset.train
-        self.truth = {
-            split: GroundTruth.from_rows(dataset.splits[split], train, dataset.n_items)
-            for split in ("valid", "test")
-        }
-        for split, truth in self.truth.items():
-            if len(truth.users) == 0:
-                raise MentorError(
-                    f"{dataset.path}: no {split} user has a train interaction, so {split} "
-                    "cannot be evaluated; every evaluated user needs train rows"
-                )
-        self.exclude = {"valid": user_item_matrix(train, dataset.n_users, dataset.n_items)}
-        test_exclude = train
-        if mask_valid:
-            test_exclude = np.concatenate([train, dataset.splits["valid"]])
-        self.exclude["test"] = user_item_matrix(test_exclude, dataset.n_users, dataset.n_items)
-
-    def rank(
-        self, model: Recommender, users: np.ndarray, k: int, device: torch.device, split: str
-    ) -> torch.Tensor:
-        """Top-``k`` items [len(users), k] of ``model`` with ``split``'s mask."""
-        model.eval()
-        with torch.no_grad():
-            model.prepare_scoring()
-            return full_ranking(
-                model.score,
-                users,
-                self.exclude[split],
-                k,
-                self.batch_users,
-                device,
-                self.score_budget,
-            )
-
-    def evaluate(self, model: Recommender, split: str, device: torch.device) -> dict[str, float]:
-        """All metrics of ``model`` on ``split`` ("valid" or "test")."""
-        truth = self.truth[split]
-        topk = self.rank(model, truth.users, max(self.ks), device, split)
-        return evaluate_rankings(topk, truth, self.ks)
-
-
-def build_context(
-    dataset: Dataset, device: torch.device, cache: SemanticGraphCache
-) -> ModelContext:
-    """The model context of ``dataset`` on ``device``."""
-    train = dataset.train
-    graph = bipartite_graph(train[:, 0], train[:, 1], dataset.n_users, dataset.n_items)
-    interactions = interaction_graph(train[:, 0], train[:, 1], dataset.n_users, dataset.n_items)
-    features = {m: torch.from_numpy(f).to(device) for m, f in dataset.features.items()}
-
-    def semantic(weights: dict[str, float], k: int) -> SparseGraph:
-        return cache.get(dataset, weights, k).to(device)
-
-    return ModelContext(
-        n_users=dataset.n_users,
-        n_items=dataset.n_items,
-        train=train,
-        graph=graph.to(device),
-        interactions=interactions.to(device),
-        features=features,
-        semantic_graph=semantic,
-    )
-
-
-def build_model(
-    config: RunConfig, dataset: Dataset, device: torch.device, cache: SemanticGraphCache
-) -> Recommender:
-    """Instantiate the configured model, seeded, on ``device``."""
-    spec = get_model(config.model_name)
-    if spec.modalities == "required" and not dataset.features:
-        raise MentorError(
-            f"{dataset.path}: model '{spec.name}' needs item features (<modality>_feat.npy); "
-            "none were found or selected"
-        )
-    ctx = build_context(dataset, device, cache)
-    generator = torch.Generator().manual_seed(config.train.seed)
-    model = spec.model_cls(config.model, ctx, generator)
-    return model.to(device)
 
 
 @dataclass
