@@ -215,6 +215,22 @@ class DotProductRecommender(Recommender):
         return super().train(mode)
 
 
+def feature_tables(
+    features: dict[str, torch.Tensor], trainable: bool
+) -> dict[str, torch.Tensor] | nn.ParameterDict:
+    """The item feature tables a model reads, ``{modality: float32 [I, F_m]}``.
+
+    ``trainable`` (MMRec's ``nn.Embedding.from_pretrained(freeze=False)``, which lets the loss
+    train the raw features themselves) gives copies registered as parameters; otherwise the given
+    tensors, fixed (moved with the model, never trained).
+    """
+    if not trainable:
+        return dict(features)
+    return nn.ParameterDict(
+        {m: nn.Parameter(f.detach().clone().float()) for m, f in features.items()}
+    )
+
+
 def xavier_uniform(shape: tuple[int, int], generator: torch.Generator) -> nn.Parameter:
     """A new [fan_out, fan_in] parameter with Xavier-uniform values drawn from ``generator``."""
     weight = torch.empty(shape)

@@ -37,6 +37,7 @@ from mentor.models.base import (
     FREE_ITEM_IDS,
     DotProductRecommender,
     ModelContext,
+    feature_tables,
     linear,
     xavier_uniform,
 )
@@ -85,19 +86,10 @@ class BM3(DotProductRecommender):
         self.user_embedding = xavier_uniform((ctx.n_users, d), generator)
         self.item_id_embedding = xavier_uniform((ctx.n_items, d), generator)
         self.predictor = linear(d, d, generator, "xavier_normal")
-        self.trs = nn.ModuleDict()
-        self.raw = nn.ParameterDict()
-        self.features: dict[str, torch.Tensor] = {}
-        for m, feat in ctx.features.items():
-            self.trs[m] = linear(feat.shape[1], d, generator, "xavier_normal")
-            if not config.train_features:
-                self.features[m] = feat
-            else:
-                self.raw[m] = nn.Parameter(feat.detach().clone().float())
-
-    def _raw(self, modality: str) -> torch.Tensor:
-        """Raw feature table [I, F] of ``modality`` (a parameter unless frozen)."""
-        return self.raw[modality] if self.config.train_features else self.features[modality]
+        self.trs = nn.ModuleDict(
+            {m: linear(f.shape[1], d, generator, "xavier_normal") for m, f in ctx.features.items()}
+        )
+        self.raw = feature_tables(ctx.features, config.train_features)
 
     def online(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Online tables: users [U, d], items [I, d] (layer mean + the item's layer-0 row)."""
@@ -123,7 +115,7 @@ class BM3(DotProductRecommender):
         }
         modal = u.new_zeros(())
         for m in self.trs:
-            feat = self.trs[m](rows(self._raw(m), batch.positives))
+            feat = self.trs[m](rows(self.raw[m], batch.positives))
             mask = dropout(feat.new_ones(self.n_items, feat.shape[1]), cfg.dropout, generator)
             feat_target = feat.detach() * rows(mask, batch.positives)
             online = self.predictor(feat)

@@ -41,6 +41,7 @@ from mentor.models.base import (
     FREE_ITEM_IDS,
     DotProductRecommender,
     ModelContext,
+    feature_tables,
     linear,
     xavier_uniform,
 )
@@ -108,11 +109,7 @@ class FREEDOM(DotProductRecommender):
         d = config.embedding_size
         self.user_embedding = xavier_uniform((ctx.n_users, d), generator)
         self.item_id_embedding = xavier_uniform((ctx.n_items, d), generator)
-        self.features: dict[str, torch.Tensor] | nn.ParameterDict = ctx.features
-        if config.train_features:
-            self.features = nn.ParameterDict(
-                {m: nn.Parameter(f.detach().clone()) for m, f in ctx.features.items()}
-            )
+        self.features = feature_tables(ctx.features, config.train_features)
         dim = config.feat_embed_dim
         self.trs = nn.ModuleDict(
             {m: linear(f.shape[1], dim, generator, bias="none") for m, f in ctx.features.items()}

@@ -49,6 +49,7 @@ from mentor.models.base import (
     FREE_ITEM_IDS,
     DotProductRecommender,
     ModelContext,
+    feature_tables,
     linear,
     xavier_uniform,
 )
@@ -177,13 +178,9 @@ class LATTICE(DotProductRecommender):
                 for m in self.modalities
             }
         )
-        self.raw = nn.ParameterDict()
-        self.features: dict[str, torch.Tensor] = {}
-        for m in self.modalities:
-            if not config.train_features:
-                self.features[m] = ctx.features[m]
-            else:
-                self.raw[m] = nn.Parameter(ctx.features[m].detach().clone().float())
+        self.raw = feature_tables(
+            {m: ctx.features[m] for m in self.modalities}, config.train_features
+        )
         if len(self.modalities) > 1:
             m_count = len(self.modalities)
             self.modal_weight = nn.Parameter(torch.full((m_count,), 1.0 / m_count))
@@ -201,8 +198,7 @@ class LATTICE(DotProductRecommender):
         """Normalised ``sum_m w_m kNN(trs_m(features_m))`` as edges [E] (with gradient)."""
         parts = []
         for k, m in enumerate(self.modalities):
-            raw = self.raw[m] if self.config.train_features else self.features[m]
-            parts.append(weighted_knn(self.trs[m](raw), self.config.knn_k, weights[k]))
+            parts.append(weighted_knn(self.trs[m](self.raw[m]), self.config.knn_k, weights[k]))
         return sym_normalise(_concat(parts), self.n_items)
 
     def item_graph_step(
