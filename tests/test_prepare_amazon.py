@@ -61,6 +61,41 @@ def test_kcore_and_first_appearance_by_hand() -> None:
     assert inter["x_label"].tolist() == [0, 0, 0, 0]
 
 
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 1000])
+def test_ratings_read_in_chunks_give_the_same_data_set(tmp_path: Path, chunk_rows: int) -> None:
+    """Duplicates, missing fields and first appearances that cross chunk boundaries: any chunk
+    size gives the rows, ids and counts of the whole file read at once."""
+    lines = [
+        "u2,b,5,10",
+        "u1,a,4,11",
+        "u2,b,3,10",  # duplicate (u2, b, 10) of line 1, in another chunk for sizes 1 and 2
+        ",a,1,12",  # no user
+        "u3,c,2,",  # no timestamp
+        "u1,b,5,13",
+        "u2,a,not-a-number,14",
+        "u3,a,4,15",
+        "u1,c,2,16",
+        "u3,b,1,17",
+    ]
+    path = tmp_path / "ratings.csv"
+    path.write_text("\n".join(lines) + "\n")
+    raw = amazon.read_ratings_csv(path, chunk_rows=chunk_rows)
+    assert raw.user_ids.tolist() == ["u2", "u1", "u3"] and raw.users.dtype == np.int32
+    assert raw.users.tolist() == [0, 1, 0, -1, 2, 1, 0, 2, 1, 2]
+    inter, users, items, stats = build_interactions(raw, k=2, seed=0)
+    whole = pd.DataFrame(
+        [line.split(",") for line in lines], columns=["user", "item", "rating", "timestamp"]
+    ).replace("", np.nan)
+    for column in ("rating", "timestamp"):
+        whole[column] = pd.to_numeric(whole[column], errors="coerce")
+    expected = build_interactions(whole, k=2, seed=0)
+    pd.testing.assert_frame_equal(inter, expected[0])
+    assert users.tolist() == expected[1].tolist() and items.tolist() == expected[2].tolist()
+    assert stats == expected[3]
+    assert stats["incomplete_rows"] == 2 and stats["duplicate_rows"] == 1
+    assert np.isnan(inter["rating"]).sum() == 1  # "not-a-number" kept, rating NaN
+
+
 def test_kcore_repeats_until_stable() -> None:
     # core: 6 users x 6 items. User 6 has 4 core items + item 6; item 6 also has 4 users with
     # 4 rows each (on items 7..10). Pass 1 drops those users and items 7..10; pass 2 item 6;

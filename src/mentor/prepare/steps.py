@@ -16,6 +16,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -113,19 +114,125 @@ class LineProblems:
 # --------------------------------------------------------------------------------------------
 
 
-def drop_incomplete_and_duplicates(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+#: Lines read per chunk by the interaction readers: memory then grows with the compact
+#: columns of :class:`RawInteractions`, not with the raw text of the file.
+CHUNK_ROWS = 1_000_000
+
+
+class IdCodes:
+    """Raw ids -> int32 codes in order of first appearance, grown chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.table: dict[Any, int] = {}
+
+    def encode(self, values: pd.Series | np.ndarray | Sequence[Any]) -> np.ndarray:
+        """Codes int32 [N] of ``values``; -1 for a missing id (NaN, None or ``""``)."""
+        codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
+        lookup = np.empty(len(uniques), dtype=np.int32)
+        for n, value in enumerate(uniques):
+            lookup[n] = -1 if value == "" else self.table.setdefault(value, len(self.table))
+        out = np.full(len(codes), -1, dtype=np.int32)
+        known = codes >= 0
+        out[known] = lookup[codes[known]]
+        return out
+
+    def ids(self) -> np.ndarray:
+        """The raw ids by code (object [n])."""
+        out = np.empty(len(self.table), dtype=object)
+        out[:] = list(self.table)
+        return out
+
+
+@dataclass
+class RawInteractions:
+    """Interactions as read, in file order, held as compact columns.
+
+    Attributes:
+        users, items: int32 codes [N] (-1: missing id).
+        user_ids, item_ids: raw ids by code (object [n_users], [n_items]).
+        rating, timestamp: float [N] (NaN when not a number), or ``None`` without the column.
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    user_ids: np.ndarray
+    item_ids: np.ndarray
+    rating: np.ndarray | None = None
+    timestamp: np.ndarray | None = None
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> RawInteractions:
+        """From a frame with ``user``, ``item`` and optionally ``rating``, ``timestamp``."""
+        reader = InteractionColumns("rating" in frame.columns, "timestamp" in frame.columns)
+        reader.add(
+            frame["user"],
+            frame["item"],
+            frame["rating"].to_numpy() if "rating" in frame.columns else None,
+            frame["timestamp"].to_numpy() if "timestamp" in frame.columns else None,
+        )
+        return reader.finish()
+
+
+class InteractionColumns:
+    """Collects chunks of raw interactions into :class:`RawInteractions`."""
+
+    def __init__(self, rating: bool, timestamp: bool) -> None:
+        self.user_codes, self.item_codes = IdCodes(), IdCodes()
+        self.parts: dict[str, list[np.ndarray]] = {"users": [], "items": []}
+        if rating:
+            self.parts["rating"] = []
+        if timestamp:
+            self.parts["timestamp"] = []
+
+    def add(
+        self,
+        users: pd.Series | Sequence[Any],
+        items: pd.Series | Sequence[Any],
+        rating: np.ndarray | None = None,
+        timestamp: np.ndarray | None = None,
+    ) -> None:
+        """Append one chunk: raw ids [n] and, for the columns this collects, values [n]."""
+        self.parts["users"].append(self.user_codes.encode(users))
+        self.parts["items"].append(self.item_codes.encode(items))
+        for name, values in (("rating", rating), ("timestamp", timestamp)):
+            if name in self.parts:
+                assert values is not None, f"the chunk lacks its {name} column"
+                self.parts[name].append(np.asarray(values))
+
+    def finish(self) -> RawInteractions:
+        """The collected columns, concatenated."""
+        columns = {
+            name: np.concatenate(chunks) if chunks else np.empty(0)
+            for name, chunks in self.parts.items()
+        }
+        return RawInteractions(
+            users=columns["users"].astype(np.int32, copy=False),
+            items=columns["items"].astype(np.int32, copy=False),
+            user_ids=self.user_codes.ids(),
+            item_ids=self.item_codes.ids(),
+            rating=columns.get("rating"),
+            timestamp=columns.get("timestamp"),
+        )
+
+
+def drop_incomplete_and_duplicates(raw: RawInteractions) -> tuple[np.ndarray, dict[str, int]]:
     """MMRec's cleaning: drop rows missing user, item or timestamp, then duplicate
-    (user, item, timestamp) rows, keeping the first (without a ``timestamp`` column: duplicate
-    (user, item) rows). Returns the frame and the drop counts."""
-    keys = [c for c in ("user", "item", "timestamp") if c in frame.columns]
-    complete = frame.dropna(subset=keys)
-    complete = complete[(complete["user"] != "") & (complete["item"] != "")]
-    deduped = complete.drop_duplicates(subset=keys, keep="first")
+    (user, item, timestamp) rows, keeping the first (without a timestamp column: duplicate
+    (user, item) rows). Returns the kept row indices int64 [M] in file order and the drop
+    counts."""
+    complete = (raw.users >= 0) & (raw.items >= 0)
+    if raw.timestamp is not None:
+        complete &= ~pd.isna(raw.timestamp)
+    rows = np.flatnonzero(complete)
+    keys = {"user": raw.users[rows], "item": raw.items[rows]}
+    if raw.timestamp is not None:
+        keys["timestamp"] = raw.timestamp[rows]
+    kept = rows[~pd.DataFrame(keys).duplicated(keep="first").to_numpy()]
     dropped = {
-        "incomplete_rows": len(frame) - len(complete),
-        "duplicate_rows": len(complete) - len(deduped),
+        "incomplete_rows": len(raw.users) - len(rows),
+        "duplicate_rows": len(rows) - len(kept),
     }
-    return deduped.reset_index(drop=True), dropped
+    return kept, dropped
 
 
 def kcore_mask(users: np.ndarray, items: np.ndarray, k: int) -> tuple[np.ndarray, int]:
@@ -135,7 +242,7 @@ def kcore_mask(users: np.ndarray, items: np.ndarray, k: int) -> tuple[np.ndarray
     user or item is below ``k`` (MMRec's ``filter_by_k_core``). ``k <= 1`` keeps every row.
 
     Args:
-        users, items: int64 codes [N] (e.g. from :func:`first_appearance_codes`).
+        users, items: integer codes [N] (e.g. from :class:`IdCodes`).
         k: minimum number of rows per user and per item.
 
     Returns:
@@ -156,10 +263,10 @@ def kcore_mask(users: np.ndarray, items: np.ndarray, k: int) -> tuple[np.ndarray
         passes += 1
 
 
-def first_appearance_codes(values: pd.Series | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def first_appearance_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Number values from 0 in order of first appearance: (int64 codes [N], uniques [n])."""
-    codes, uniques = pd.factorize(np.asarray(values, dtype=object), sort=False)
-    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
+    codes, uniques = pd.factorize(values, sort=False)
+    return codes.astype(np.int64), np.asarray(uniques)
 
 
 def mmrec_order(users: np.ndarray, seed: int) -> np.ndarray:
@@ -221,13 +328,14 @@ def split_mmrec(users: np.ndarray, seed: int) -> np.ndarray:
 
 
 def build_interactions(
-    frame: pd.DataFrame, k: int, seed: int
+    raw: RawInteractions | pd.DataFrame, k: int, seed: int
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, dict[str, Any]]:
     """Clean, k-core, number and split raw interactions.
 
     Args:
-        frame: columns ``user``, ``item`` (str) and optionally ``rating``, ``timestamp``
-            (numbers or NaN), in file order.
+        raw: the interactions as read (:class:`RawInteractions`), or a frame with columns
+            ``user``, ``item`` (str) and optionally ``rating``, ``timestamp`` (numbers or
+            NaN), in file order.
         k: k-core threshold (1 = no filtering).
         seed: split seed.
 
@@ -237,43 +345,46 @@ def build_interactions(
         :func:`mmrec_order`;
         ``user_ids[u]`` / ``item_ids[i]`` are the raw ids (first appearance after the k-core).
     """
-    raw_rows = len(frame)
-    frame, dropped = drop_incomplete_and_duplicates(frame)
-    user_codes, _ = first_appearance_codes(frame["user"])
-    item_codes, _ = first_appearance_codes(frame["item"])
-    keep, passes = kcore_mask(user_codes, item_codes, k)
-    frame = frame[keep].reset_index(drop=True)
-    if frame.empty:
+    if isinstance(raw, pd.DataFrame):
+        raw = RawInteractions.from_frame(raw)
+    raw_rows = len(raw.users)
+    rows, dropped = drop_incomplete_and_duplicates(raw)
+    keep, passes = kcore_mask(raw.users[rows], raw.items[rows], k)
+    kept = rows[keep]
+    if len(kept) == 0:
         raise MentorError(
             f"no interaction is left after the {k}-core ({raw_rows:,} rows read); "
             "use a smaller --kcore or more data"
         )
-    users, user_ids = first_appearance_codes(frame["user"])
-    items, item_ids = first_appearance_codes(frame["item"])
+    users, user_codes = first_appearance_codes(raw.users[kept])
+    items, item_codes = first_appearance_codes(raw.items[kept])
+    user_ids = raw.user_ids[user_codes.astype(np.int64)]
+    item_ids = raw.item_ids[item_codes.astype(np.int64)]
     labels = split_mmrec(users, seed)
     order = mmrec_order(users, seed)
     columns = {"userID": users[order], "itemID": items[order]}
     for name in ("rating", "timestamp"):
-        if name in frame.columns:
-            columns[name] = frame[name].to_numpy()[order]
+        values = getattr(raw, name)
+        if values is not None:
+            columns[name] = values[kept][order]
     columns["x_label"] = labels[order]
     inter = pd.DataFrame(columns)
     stats = {
         "rows_read": raw_rows,
         **dropped,
-        "kcore_dropped_rows": int((~keep).sum()),
+        "kcore_dropped_rows": int(len(rows) - len(kept)),
         "kcore_passes": passes,
     }
     return inter, user_ids, item_ids, stats
 
 
-def split_counts(inter: pd.DataFrame, n_users: int, n_items: int) -> dict[str, int]:
-    """``users items interactions train valid test`` of a prepared ``.inter`` frame."""
-    labels = inter["x_label"].to_numpy()
+def split_counts(labels: np.ndarray, n_users: int, n_items: int) -> dict[str, int]:
+    """``users items interactions train valid test`` of a split (``x_label`` [N])."""
+    labels = np.asarray(labels)
     return {
         "users": int(n_users),
         "items": int(n_items),
-        "interactions": len(inter),
+        "interactions": len(labels),
         "train": int(np.sum(labels == 0)),
         "valid": int(np.sum(labels == 1)),
         "test": int(np.sum(labels == 2)),
