@@ -8,7 +8,8 @@ the peak resident memory of that process (``ru_maxrss`` from ``wait4``) and what
 
 ``--compare REV`` runs the same command with the package as it was at git revision ``REV`` too
 (a temporary worktree on ``PYTHONPATH``), side by side in one invocation, so that the memory of
-the chunked reader is compared with reading the whole file at once.
+the chunked reader is compared with reading the whole file at once, and the two output
+folders' interaction and id files are compared byte for byte (``same_files``).
 
 Writes ``benchmarks/results/prepare_scale.json``.
 Usage: python benchmarks/prepare_scale.py [--lines 2000000 20000000] [--compare REV]
@@ -17,6 +18,7 @@ Usage: python benchmarks/prepare_scale.py [--lines 2000000 20000000] [--compare 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -83,6 +85,14 @@ def run_prepare(ratings: Path, out: Path, pythonpath: str | None) -> dict[str, f
     }
 
 
+def layout_digest(folder: Path) -> str:
+    """SHA-256 over the ``.inter`` file and the two id mappings of a prepared folder."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.inter")) + sorted(folder.glob("*_id_mapping.tsv")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, nargs="+", default=[2_000_000, 20_000_000])
@@ -112,9 +122,11 @@ def main() -> None:
                 print(f"{lines:,} lines ({size / 1e9:.2f} GB) in {generated:.0f} s", flush=True)
                 versions = [("chunked", None)] + ([(args.compare, old_src)] if old_src else [])
                 for label, path in versions:
-                    result = run_prepare(
-                        folder / "ratings.csv", work / f"out-{lines}-{label}", path
-                    )
+                    out = work / f"out-{lines}-{label}"
+                    result = run_prepare(folder / "ratings.csv", out, path)
+                    result["layout_sha256"] = layout_digest(out)
+                    if label != "chunked":
+                        result["same_files"] = result["layout_sha256"] == rows[-1]["layout_sha256"]
                     row = {"lines": lines, "file_gb": round(size / 1e9, 2), **shape}
                     rows.append({**row, "code": label, **result})
                     print(json.dumps(rows[-1]), flush=True)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from mentor.config import (
     load_config_file,
     resolve_config,
 )
-from mentor.errors import MentorError, did_you_mean
+from mentor.errors import MentorError, did_you_mean, warn_stderr
 from mentor.extras import require
 
 # Settings that may change when a run is resumed: where it runs and reads, not what it computes.
@@ -39,10 +38,6 @@ RESUMABLE = {
     "eval.batch_users",
     "eval.score_budget_mb",
 }
-
-
-def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
 
 
 def _plain(value: Any, name: str) -> Any:
@@ -209,7 +204,7 @@ def _fit(
         require("tensorboard", "tensorboard", "--tensorboard")
     dataset = load_dataset(config.data.path, config.data.modalities)
     for warning in dataset.warnings:
-        _warn(warning)
+        warn_stderr(warning)
     if tensorboard is None:
         return fit(config, dataset, out, resume=resume, progress=progress, log=log)
     from torch.utils.tensorboard import SummaryWriter

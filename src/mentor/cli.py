@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from mentor.argtypes import int_range
-from mentor.errors import MentorError
+from mentor.errors import MentorError, warn_stderr
 
 
 def _settings(args: argparse.Namespace) -> dict[str, object]:
@@ -165,7 +165,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
     dataset = load_dataset(args.dir)
     for warning in dataset.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        warn_stderr(warning)
     print(format_table([f"data set '{dataset.name}'", "value"], dataset.stats()))
     from mentor.prepare.command import provenance_lines
     from mentor.prepare.steps import read_meta

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import sys
+from collections.abc import Callable, Iterable
 
 
 class MentorError(Exception):
@@ -21,3 +22,12 @@ def did_you_mean(name: str, options: Iterable[str]) -> str:
     """Return ``" (did you mean 'x'?)"`` for the closest option, or ``""``."""
     close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.5)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+Warn = Callable[[str], None]
+"""Receives one line per problem that does not stop the work (e.g. counted skipped lines)."""
+
+
+def warn_stderr(message: str) -> None:
+    """The default :data:`Warn`: ``warning: <message>`` on standard error."""
+    print(f"warning: {message}", file=sys.stderr)

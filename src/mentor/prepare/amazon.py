@@ -23,16 +23,14 @@ import ast
 import gzip
 import json
 import re
-import sys
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mentor.errors import MentorError
+from mentor.errors import MentorError, Warn, warn_stderr
 from mentor.features.extract import check_image_encoder, check_text_encoder, fill_missing
 from mentor.prepare.steps import (
     CHUNK_ROWS,
@@ -68,12 +66,6 @@ SENTENCE_RECIPE = (
     "path, description list joined with ' '; 2023: store as brand, categories as the path"
 )
 _ID_PATTERN = re.compile(r"""["'](?:parent_asin|asin)["']\s*:\s*["']([^"']+)["']""")
-
-Warn = Callable[[str], None]
-
-
-def _stderr_warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------------------------
@@ -151,7 +143,7 @@ def _parse_record(line: str) -> Any:
 
 
 def read_reviews(
-    path: Path, warn: Warn = _stderr_warn, chunk_rows: int = CHUNK_ROWS
+    path: Path, warn: Warn = warn_stderr, chunk_rows: int = CHUNK_ROWS
 ) -> tuple[RawInteractions, dict[str, Any]]:
     """Reviews as JSON lines (2014, 2018 or 2023 release; the keys tell which).
 
@@ -223,7 +215,7 @@ def read_reviews(
 
 
 def read_metadata(
-    path: Path, wanted: set[str], warn: Warn = _stderr_warn
+    path: Path, wanted: set[str], warn: Warn = warn_stderr
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Metadata records of the ``wanted`` asins (first record wins).
 
@@ -312,7 +304,7 @@ def amazon_sentence(record: dict[str, Any]) -> str:
 
 
 def read_image_records(
-    path: Path, item_ids: np.ndarray, warn: Warn = _stderr_warn, block: int = 1024
+    path: Path, item_ids: np.ndarray, warn: Warn = warn_stderr, block: int = 1024
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Rows of a ``.b`` image-feature file for ``item_ids``; the mean vector for the others.
 
@@ -398,7 +390,7 @@ def prepare_amazon(
     image_model: Any = None,
     work_dir: Path | None = None,
     progress: bool = True,
-    warn: Warn = _stderr_warn,
+    warn: Warn = warn_stderr,
 ) -> dict[str, Any]:
     """Build an MMRec-layout folder from Amazon review data (see the module docstring).
 

@@ -7,15 +7,14 @@ ends in ``.tsv``/``.tab`` (optionally ``.gz``); the first line is the header.
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mentor.errors import MentorError
+from mentor.errors import MentorError, Warn, warn_stderr
 from mentor.features.extract import check_image_encoder, check_text_encoder
 from mentor.prepare.steps import (
     CHUNK_ROWS,
@@ -35,12 +34,7 @@ from mentor.prepare.steps import (
     write_meta,
 )
 
-Warn = Callable[[str], None]
 TEXT_RECIPE = "the non-empty values of {cols}, in that order, joined with ' '"
-
-
-def _stderr_warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
 
 
 def _csv_reader(path: Path, role: str, **options: Any) -> Any:
@@ -194,7 +188,7 @@ def prepare_csv(
     image_model: Any = None,
     work_dir: Path | None = None,
     progress: bool = True,
-    warn: Warn = _stderr_warn,
+    warn: Warn = warn_stderr,
 ) -> dict[str, Any]:
     """Build an MMRec-layout folder from a CSV catalogue.
 

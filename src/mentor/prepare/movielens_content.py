@@ -7,7 +7,6 @@ encoding :data:`CONTENT_TEXT` and ``image_feat.npy`` encoding the posters.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mentor.errors import warn_stderr
 from mentor.features.extract import check_image_encoder, check_text_encoder
 from mentor.fsutil import files_digest
 from mentor.prepare.catalog import dedupe_catalogue, read_table
@@ -103,7 +103,7 @@ def prepare_movielens_content(
     """
     check_text_encoder(text_model)
     check_image_encoder(image_model, "the poster encoder of --content")
-    warn = warn or (lambda message: print(f"warning: {message}", file=sys.stderr))
+    warn = warn or warn_stderr
     out = Path(out)
     content = Path(content)
     items_path = content / CONTENT_ITEMS
