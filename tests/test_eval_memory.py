@@ -138,3 +138,22 @@ def test_train_and_export_do_not_depend_on_the_budget(tmp_path: Path) -> None:
     assert mentor.export(tmp_path / "small", tmp_path / "small.tsv", k=7) == 40
     assert mentor.export(tmp_path / "large", tmp_path / "large.tsv", k=7) == 40
     assert (tmp_path / "small.tsv").read_text() == (tmp_path / "large.tsv").read_text()
+
+
+@pytest.mark.parametrize("world", [2, 3, 80])
+def test_sharded_evaluation_equals_one_pass(tmp_path: Path, world: int) -> None:
+    """Each of ``world`` ranks ranks its block of users (80 ranks: some hold none); the lists
+    gathered in rank order are the single pass's, bit for bit, and so are the metrics."""
+    dataset, model = _model(tmp_path, "lightgcn", n_users=70, n_items=50, per_user=10)
+    evaluator = Evaluator(dataset, [5, 20], 4096, False, 1e6)
+    for split, truth in evaluator.truth.items():
+        one = evaluator.rank(model, truth.users, 20, CPU, split)
+        parts = [evaluator.shard_topk(model, split, CPU, r, world) for r in range(world)]
+        assert sum(len(p) for p in parts) == len(truth.users)
+        assert torch.equal(torch.cat(parts), one)
+        def gather(_: torch.Tensor, parts: list[torch.Tensor] = parts) -> list[torch.Tensor]:
+            return parts
+
+        for rank in range(world):
+            sharded = evaluator.evaluate(model, split, CPU, (rank, world), gather)
+            assert sharded == evaluator.evaluate(model, split, CPU)

@@ -218,8 +218,34 @@ class Evaluator:
                 self.score_budget,
             )
 
-    def evaluate(self, model: Recommender, split: str, device: torch.device) -> dict[str, float]:
-        """All metrics of ``model`` on ``split`` ("valid" or "test")."""
-        truth = self.truth[split]
-        topk = self.rank(model, truth.users, max(self.ks), device, split)
-        return evaluate_rankings(topk, truth, self.ks)
+    def shard_topk(
+        self, model: Recommender, split: str, device: torch.device, rank: int, world: int
+    ) -> torch.Tensor:
+        """Top-K [n_r, max(ks)] of shard ``rank`` of ``world``: a contiguous block of ``split``'s
+        evaluated users (the blocks of all ranks, concatenated in rank order, are the lists of
+        a single pass, bit for bit)."""
+        users = self.truth[split].users
+        bounds = np.linspace(0, len(users), world + 1).round().astype(np.int64)
+        mine = users[bounds[rank] : bounds[rank + 1]]
+        return self.rank(model, mine, max(self.ks), device, split).cpu()
+
+    def evaluate(
+        self,
+        model: Recommender,
+        split: str,
+        device: torch.device,
+        shard: tuple[int, int] = (0, 1),
+        gather: Callable[[torch.Tensor], list[torch.Tensor]] | None = None,
+    ) -> dict[str, float]:
+        """All metrics of ``model`` on ``split`` ("valid" or "test").
+
+        With ``shard=(rank, world)`` and ``gather`` (every rank's tensor, in rank order, e.g.
+        ``torch.distributed.all_gather_object``), each of ``world`` processes ranks its block of
+        users and the merged lists give every process the metrics of a single pass.
+        """
+        rank, world = shard
+        topk = self.shard_topk(model, split, device, rank, world)
+        if world > 1:
+            assert gather is not None, "a sharded evaluation needs a gather"
+            topk = torch.cat(gather(topk))
+        return evaluate_rankings(topk, self.truth[split], self.ks)

@@ -405,9 +405,11 @@ def _train(
         row.update({f"loss_{k}": v / len(sampler) for k, v in totals.items()})
         row.update({f"aux_loss_{k}": v / len(sampler) for k, v in aux_totals.items()})
         if epoch % config.train.eval_every == 0:
-            valid = evaluator.evaluate(model, "valid", device)
-            if dist is not None:  # decided once, on rank 0, so every rank stops together
-                valid = dist.broadcast(valid)
+            if dist is None:
+                valid = evaluator.evaluate(model, "valid", device)
+            else:  # each rank ranks its block of users; every rank gets the merged metrics
+                shard = (dist.rank, dist.world)
+                valid = evaluator.evaluate(model, "valid", device, shard, dist.gather)
             row.update({f"valid_{k}": v for k, v in valid.items()})
             score = _round4(valid[metric])
             if score > state.best_score:
