@@ -151,6 +151,7 @@ def test_sharded_evaluation_equals_one_pass(tmp_path: Path, world: int) -> None:
         parts = [evaluator.shard_topk(model, split, CPU, r, world) for r in range(world)]
         assert sum(len(p) for p in parts) == len(truth.users)
         assert torch.equal(torch.cat(parts), one)
+
         def gather(_: torch.Tensor, parts: list[torch.Tensor] = parts) -> list[torch.Tensor]:
             return parts
 
