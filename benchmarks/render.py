@@ -102,31 +102,62 @@ def meta(name: str) -> dict[str, str]:
         if backfilled:
             out["from_commit"] = entry.get("commit", "")[:7]
             out["backfilled"] = " and ".join(backfilled)
+            out["where"] = ", not in the file"
     return out
+
+
+def _part(name: str, m: dict[str, str]) -> str:
+    """One file's provenance line from its fields (see :func:`meta`)."""
+    bits = []
+    if "version" in m:
+        bits.append(f"mentor {m['version']}")
+    if "date" in m:
+        bits.append(m["date"])
+    if m.get("from_commit"):
+        bits[-1] += f" ({m['backfilled']} of commit {m['from_commit']}{m.get('where', '')})"
+    if "machine" in m:
+        bits.append(m["machine"])
+    if "command" in m:
+        bits.append(f"`{m['command']}`")
+    elif "script" in m:
+        bits.append(f"script `{m['script']}`")
+    return f"`benchmarks/results/{name}`: " + ", ".join(bits or ["no provenance"])
+
+
+def _assemble(parts: Sequence[str]) -> str:
+    if len(parts) == 1:
+        return f"Source: {parts[0]}."
+    return "Sources:\n\n" + "\n".join(f"- {p}" for p in parts)
 
 
 def source(*names: str) -> str:
     """The provenance paragraph that ends every table."""
-    parts = []
-    for name in names:
-        m = meta(name)
-        bits = []
-        if "version" in m:
-            bits.append(f"mentor {m['version']}")
-        if "date" in m:
-            bits.append(m["date"])
-        if m.get("from_commit"):
-            bits[-1] += f" ({m['backfilled']} of commit {m['from_commit']}, not in the file)"
-        if "machine" in m:
-            bits.append(m["machine"])
-        if "command" in m:
-            bits.append(f"`{m['command']}`")
-        elif "script" in m:
-            bits.append(f"script `{m['script']}`")
-        parts.append(f"`benchmarks/results/{name}`: " + ", ".join(bits or ["no provenance"]))
-    if len(parts) == 1:
-        return f"Source: {parts[0]}."
-    return "Sources:\n\n" + "\n".join(f"- {p}" for p in parts)
+    return _assemble([_part(name, meta(name)) for name in names])
+
+
+def row_parts(name: str, rows: Sequence[dict], label: Callable[[dict], str]) -> list[str]:
+    """Provenance lines of the ``rows`` of a file whose rows carry their own (``stamp``: date,
+    machine, version, command of the invocation that measured them; ``from_commit`` where date
+    and version are those of the commit that last changed the file before rows had one), one
+    line per invocation, naming its rows (``label``) when there are several. Rows without a
+    stamp have the file's provenance."""
+    groups: dict[str, tuple[dict[str, str], list[str]]] = {}
+    for row in rows:
+        found = row.get("stamp")
+        if found is None:
+            m = meta(name)
+        else:
+            m = {k: str(v) for k, v in found.items()}
+            if m.get("from_commit"):
+                m["backfilled"], m["where"] = "version and date", ""
+        key = json.dumps(m, sort_keys=True)
+        groups.setdefault(key, (m, []))[1].append(label(row))
+    if len(groups) <= 1:
+        return [_part(name, m) for m, _ in groups.values()] or [_part(name, meta(name))]
+    return [
+        f"{_part(name, m)} (rows: {', '.join(dict.fromkeys(labels))})"
+        for m, labels in groups.values()
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -532,11 +563,12 @@ def _quality_row(r: dict) -> list[Any]:
         msd(*r["ours_ndcg@20"]),
         msd(*r["mmrec_ndcg@20"]),
         verdict,
+        _reference(r, {}),
     ]
 
 
-QUALITY_HEAD = ["model", "settings", "seeds", "epochs", "ours R@20", "MMRec R@20", "ours N@20"]
-QUALITY_HEAD += ["MMRec N@20", "within 2 sd (or 3 %)"]
+QUALITY_HEAD = ["model", "settings", "seeds", "epochs", "ours R@20", "reference R@20"]
+QUALITY_HEAD += ["ours N@20", "reference N@20", "within 2 sd (or 3 %)", "reference code"]
 
 
 @table("quality-vs-mmrec")
@@ -555,8 +587,10 @@ def quality_vs_mmrec_seeds(arg: str | None, page: Path) -> str:
             continue
         per_seed = zip(r["seeds"], r["ours_per_seed"], r["mmrec_per_seed"], strict=True)
         for seed, ours, theirs in per_seed:
-            rows.append([r["model"], seed, f4(ours[0]), f4(theirs[0]), f4(ours[1]), f4(theirs[1])])
-    head = ["model", "seed", "ours R@20", "MMRec R@20", "ours N@20", "MMRec N@20"]
+            values = [f4(ours[0]), f4(theirs[0]), f4(ours[1]), f4(theirs[1])]
+            rows.append([r["model"], seed, *values, _reference(r, {})])
+    head = ["model", "seed", "ours R@20", "reference R@20", "ours N@20", "reference N@20"]
+    head += ["reference code"]
     return f"{md_table(head, rows)}\n\n{source('quality_vs_mmrec.json')}"
 
 
@@ -573,12 +607,27 @@ def equivalence_b(arg: str | None, page: Path) -> str:
     return f"{body}\n\n{source('equivalence_b.json')}"
 
 
-def _speed_rows(data: dict, dataset: str, models: Sequence[str] | None = None) -> list[list]:
+def _reference(row: dict | None, data: dict) -> str:
+    """The reference code of a reference row: its ``reference`` (``owner/name@commit``); rows
+    without one ran enoche/MMRec (at the file's ``mmrec_commit`` where it records one)."""
+    if row is None:
+        return "-"
+    if row.get("reference"):
+        return row["reference"]
+    commit = data.get("mmrec_commit")
+    return f"enoche/MMRec@{commit}" if commit else "enoche/MMRec"
+
+
+def _speed_rows(
+    data: dict, dataset: str, models: Sequence[str] | None = None
+) -> tuple[list[list], list[dict]]:
+    """The table rows of ``dataset`` (ours next to the reference code), and the result rows
+    they show."""
     by_model: dict[str, dict[str, dict]] = {}
     for r in data["rows"]:
         if r["data"] == dataset and (models is None or r["model"] in models):
             by_model.setdefault(r["model"], {})[r["impl"]] = r
-    out = []
+    out, shown = [], []
     order = {name: i for i, name in enumerate(_registered())}
     ranked = sorted(by_model.items(), key=lambda kv: (order.get(kv[0].split("-")[0], 99), kv[0]))
     for model, impls in ranked:
@@ -608,21 +657,89 @@ def _speed_rows(data: dict, dataset: str, models: Sequence[str] | None = None) -
                 ratio,
                 gb(ours["peak_rss_gb"] if ours else None),
                 gb(theirs["peak_rss_gb"] if theirs else None),
+                _reference(theirs, data),
             ]
         )
-    return out
+        shown += [r for r in (ours, theirs) if r is not None]
+    return out, shown
 
 
-SPEED_HEAD = ["model", "ours s/epoch", "MMRec s/epoch", "speed-up", "ours peak", "MMRec peak"]
+SPEED_HEAD = ["model", "ours s/epoch", "reference s/epoch", "speed-up", "ours peak"]
+SPEED_HEAD += ["reference peak", "reference code"]
+
+
+def _speed_labels(shown: Sequence[dict], with_data: bool = False) -> Callable[[dict], str]:
+    """How a provenance line names a speed row: its model (and data set), with ``(ours)`` or
+    ``(reference)`` where the two rows of a model come from different invocations."""
+    stamps: dict[tuple[str, str], set[str]] = {}
+    for r in shown:
+        stamps.setdefault((r["data"], r["model"]), set()).add(json.dumps(r.get("stamp")))
+
+    def label(row: dict) -> str:
+        text = f"{row['data']} {row['model']}" if with_data else row["model"]
+        if len(stamps[(row["data"], row["model"])]) > 1:
+            text += " (ours)" if row["impl"] == "mentor" else " (reference)"
+        return text
+
+    return label
 
 
 @table("speed-vs-mmrec")
 def speed_vs_mmrec(arg: str | None, page: Path) -> str:
     data = load("speed_vs_mmrec.json")
-    rows = _speed_rows(data, arg or "ml-100k-mm")
+    rows, shown = _speed_rows(data, arg or "ml-100k-mm")
     threads = ", ".join(map(str, data.get("threads", [])))
-    note = f"{arg}; {threads} thread(s) for both; MMRec at {data.get('mmrec_commit', '?')}."
-    return f"{note}\n\n{md_table(SPEED_HEAD, rows)}\n\n{source('speed_vs_mmrec.json')}"
+    note = f"{arg}; {threads} thread(s) for both codes."
+    provenance = _assemble(row_parts("speed_vs_mmrec.json", shown, _speed_labels(shown)))
+    return f"{note}\n\n{md_table(SPEED_HEAD, rows)}\n\n{provenance}"
+
+
+@table("speed-vs-recbole")
+def speed_vs_recbole(arg: str | None, page: Path) -> str:
+    d = load("speed_vs_recbole.json")
+    by_key = {(r["model"], r["impl"]): r for r in d["summary"]}
+    rows = []
+    for model in dict.fromkeys(r["model"] for r in d["summary"]):
+        ours, theirs = by_key.get((model, "mentor")), by_key.get((model, "RecBole"))
+        ratio = "-"
+        if ours and theirs and ours["seconds_per_epoch"] and theirs["seconds_per_epoch"]:
+            ratio = f"{theirs['seconds_per_epoch'] / ours['seconds_per_epoch']:.1f}x"
+        settings = [s.split(".", 1)[1] for s in d["models"][model][2]]
+
+        def cell(r: dict | None, key: str) -> str:
+            if r is None:
+                return "-"
+            if key == "seconds_per_epoch":
+                return "-" if r[key] is None else f"{r[key]:.2f}"
+            if key == "peak_rss_gb":
+                return gb(r[key])
+            return mean_sd(r[key]) if r[key] else "-"
+
+        rows.append(
+            [
+                model,
+                ", ".join(settings),
+                cell(ours, "seconds_per_epoch"),
+                cell(theirs, "seconds_per_epoch"),
+                ratio,
+                cell(ours, "peak_rss_gb"),
+                cell(theirs, "peak_rss_gb"),
+                cell(ours, "recall@20"),
+                cell(theirs, "recall@20"),
+                cell(ours, "ndcg@20"),
+                cell(theirs, "ndcg@20"),
+            ]
+        )
+    head = ["model", "settings (both)", "ours s/epoch", "RecBole s/epoch", "speed-up"]
+    head += ["ours peak", "RecBole peak", "ours R@20", "RecBole R@20", "ours N@20"]
+    head += ["RecBole N@20"]
+    seeds = max((len(r["seeds"]) for r in d["summary"]), default=0)
+    note = (
+        f"{d['data']} ({d['interactions']}); RecBole {d['recbole_version']}; "
+        f"{d['threads']} thread(s) for both codes; test figures after {d['epochs']} epochs, "
+        f"mean ± sd over {seeds} seed(s)."
+    )
+    return f"{note}\n\n{md_table(head, rows)}\n\n{source('speed_vs_recbole.json')}"
 
 
 @table("mmssl-baby-epoch")
@@ -704,6 +821,28 @@ def prepare_amazon(arg: str | None, page: Path) -> str:
         ],
     ]
     return f"{md_table(['', 'figure'], rows)}\n\n{source('prepare_throughput.json')}"
+
+
+@table("prepare-scale")
+def prepare_scale(arg: str | None, page: Path) -> str:
+    d = load("prepare_scale.json")
+    rows = []
+    for r in d["rows"]:
+        code = "chunked" if r["code"] == "chunked" else f"whole file at once ({r['code']})"
+        same = {True: "identical", False: "DIFFERENT"}.get(r.get("same_files"), "-")
+        rows.append(
+            [
+                num(r["lines"]),
+                f"{r['file_gb']:.2f} GB",
+                code,
+                num(r["kept_interactions"]),
+                f"{r['seconds']:.0f}",
+                f"{r['peak_rss_gb']:.2f} GB",
+                same,
+            ]
+        )
+    head = ["lines", "file", "reader", "kept (5-core)", "seconds", "peak RSS", "output files"]
+    return f"{md_table(head, rows)}\n\n{source('prepare_scale.json')}"
 
 
 @table("eval-speed")
@@ -1061,9 +1200,10 @@ def model_results(arg: str | None, page: Path) -> str:
         if r["model"] == model:
             settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items())
             for impl in ("ours", "mmrec"):
+                code = "mentor" if impl == "ours" else f"reference code ({_reference(r, {})})"
                 quality.append(
                     [
-                        f"ml-100k-mm, {'mentor' if impl == 'ours' else 'MMRec code'}",
+                        f"ml-100k-mm, {code}",
                         settings,
                         len(r["seeds"]),
                         msd(*r[f"{impl}_recall@20"]),
@@ -1103,17 +1243,20 @@ def model_results(arg: str | None, page: Path) -> str:
         head = ["data, code", "settings", "seeds", "test R@20", "test N@20", "best epoch"]
         parts.append(md_table(head, quality))
     speed_data = load("speed_vs_mmrec.json")
-    speed = []
+    speed, shown = [], []
     for dataset in ("ml-100k-mm", "baby-random"):
         names = [m for m in {r["model"] for r in speed_data["rows"]} if m.split("-")[0] == model]
-        for row in _speed_rows(speed_data, dataset, sorted(names)):
-            speed.append([dataset, *row])
+        table_rows, used = _speed_rows(speed_data, dataset, sorted(names))
+        speed += [[dataset, *row] for row in table_rows]
+        shown += used
+    provenance = [_part(name, meta(name)) for name in dict.fromkeys(files)]
     if speed:
         parts.append(md_table(["data", *SPEED_HEAD], speed))
-        files.append("speed_vs_mmrec.json")
+        labels = _speed_labels(shown, with_data=True)
+        provenance += row_parts("speed_vs_mmrec.json", shown, labels)
     if not parts:
         return "No measured results for this model yet."
-    return "\n\n".join(parts) + "\n\n" + source(*dict.fromkeys(files))
+    return "\n\n".join(parts) + "\n\n" + _assemble(provenance)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import signal
@@ -48,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
-from common import RESULTS, SHARED, machine
+from common import RESULTS, ROOT, SHARED, stamp
 from mentor_speed import baby_with_random_features
 
 from mentor.registry import model_names
@@ -67,9 +68,25 @@ MMREC_MODELS: dict[str, tuple[str, dict[str, object]]] = {
     "lattice": ("LATTICE", {"reg_weight": 0.0, "learning_rate": 1e-3}),
     "bm3": ("BM3", {"n_layers": 1, "reg_weight": 0.1, "dropout": 0.3}),
     "slmrec": ("SLMRec", {"learning_rate": 1e-3, "ssl_temp": 0.1, "ssl_alpha": 0.01, "reg": 1e-4}),
+    # the official code's settings, which are our defaults (its grid's second mask_weight_g, the
+    # one the quality comparison uses); mm_image_weight is the image file's share of the item graph
+    "mentor": (
+        "MENTOR",
+        {
+            "learning_rate": 1e-4,
+            "reg_weight": 1e-3,
+            "dropout": 0.5,
+            "mask_weight_f": 1.5,
+            "mask_weight_g": 1e-3,
+            "align_weight": 0.1,
+            "temp": 0.2,
+            "mm_image_weight": 0.1,
+            "knn_k": 10,
+        },
+    ),
 }
 # The public repository of each model's reference code when it is not MMRec (enoche/MMRec).
-REFERENCE_REPOS: dict[str, str] = {}
+REFERENCE_REPOS: dict[str, str] = {"mentor": "Jinfeng-Xu/MENTOR"}
 # Our optional settings timed as rows of their own ("variant": (model, settings)), next to the
 # MMRec row of their model.
 VARIANTS: dict[str, tuple[str, list[str]]] = {
@@ -359,44 +376,102 @@ def mmrec_folder(data: Path, image: str, text: str, folder: Path) -> None:
     np.save(folder / "user_graph_dict.npy", user_graph_dict(inter), allow_pickle=True)
 
 
+def earlier_stamp(path: Path, data: dict) -> dict[str, str]:
+    """The provenance of rows that an earlier result file holds without their own: that file's
+    date, machine, version and command, where it records them; date and version from
+    ``benchmarks/provenance.json`` (the commit that last changed the file) otherwise, while the
+    file is the one described there."""
+    found = {k: str(data[k]) for k in ("date", "machine", "version", "command") if data.get(k)}
+    recorded = ROOT / "benchmarks" / "provenance.json"
+    entry = json.loads(recorded.read_text()).get(path.name, {}) if recorded.exists() else {}
+    if entry.get("sha256") == hashlib.sha256(path.read_bytes()).hexdigest():
+        for key in ("date", "version"):
+            if key not in found and entry.get(key):
+                found[key] = entry[key]
+                found["from_commit"] = entry.get("commit", "")[:7]
+        if "command" not in found and entry.get("script"):
+            found["script"] = entry["script"]
+    return found
+
+
+def earlier_rows(path: Path) -> list[dict]:
+    """The rows of an earlier result file, each with its provenance (``stamp``) and, for a
+    reference row, its code (``reference``: rows without one ran enoche/MMRec at the file's
+    ``mmrec_commit``)."""
+    data = json.loads(path.read_text())
+    stamp_of_file = earlier_stamp(path, data)
+    rows = []
+    for row in data["rows"]:
+        row = dict(row)
+        row.setdefault("stamp", stamp_of_file)
+        if row["impl"] == "MMRec" and not row.get("reference"):
+            row["reference"] = f"enoche/MMRec@{data.get('mmrec_commit', 'unknown')}"
+        rows.append(row)
+    return rows
+
+
+def stamp_text(found: dict[str, str]) -> str:
+    """``mentor VERSION, DATE, MACHINE, `COMMAND` ``: a row's provenance in words."""
+    bits = [f"mentor {found.get('version', '?')}", found.get("date", "?")]
+    if found.get("from_commit"):
+        bits[-1] += f" (version and date of commit {found['from_commit']})"
+    bits.append(found.get("machine", "?"))
+    how = found.get("command") or found.get("script")
+    return ", ".join(bits + ([f"`{how}`"] if how else []))
+
+
 def write_results(runs: list[Run], args: argparse.Namespace) -> str:
-    """Merge with an earlier result file, write ``speed_vs_mmrec.{json,md}``; return the md."""
+    """Merge with an earlier result file, write ``speed_vs_mmrec.{json,md}``; return the md.
+
+    Every row carries the provenance of the invocation that measured it (``stamp``: date,
+    machine, mentor version, command), so a file can hold rows of several invocations."""
     path = args.out / "speed_vs_mmrec.json"
-    fresh = [{**asdict(r), "seconds_per_epoch": r.seconds_per_epoch} for r in runs]
+    now = stamp()
+    fresh = [{**asdict(r), "seconds_per_epoch": r.seconds_per_epoch, "stamp": now} for r in runs]
     done = {(r["data"], r["model"], r["impl"]) for r in fresh}
     kept = []
     for earlier_file in [path, *args.merge]:  # the newest row of each key wins
         if not earlier_file.exists():
             continue
-        for row in json.loads(earlier_file.read_text())["rows"]:
+        for row in earlier_rows(earlier_file):
             key = (row["data"], row["model"], row["impl"])
             if key not in done:
                 kept.append(row)
                 done.add(key)
     rows = kept + fresh
     threads = sorted({r.get("threads", args.threads) for r in rows})
-    stamp = {
-        "machine": machine(),
-        "threads": threads,
-        "limit_seconds": args.limit,
-        "mmrec_commit": mmrec_commit(framework_folder(args.mmrec)),
-        "rows": rows,
-    }
+    result = {**now, "threads": threads, "limit_seconds": args.limit, "rows": rows}
+    text = markdown(result)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, content in (
+        ("speed_vs_mmrec.json", json.dumps(result, indent=2) + "\n"),
+        ("speed_vs_mmrec.md", text),
+    ):
+        tmp = args.out / f".{name}.tmp"
+        tmp.write_text(content)
+        tmp.replace(args.out / name)
+    return text
+
+
+def markdown(result: dict) -> str:
+    """``speed_vs_mmrec.md``: the tables of a result file's rows and who measured them."""
+    rows, threads = result["rows"], result["threads"]
     lines = [
-        f"Machine: {stamp['machine']}; {'/'.join(map(str, threads))} thread(s) for both; MMRec at "
-        f"{stamp['mmrec_commit']}.",
+        f"{'/'.join(map(str, threads))} thread(s) for both codes.",
         "",
         "s/epoch: median training seconds of the epochs after the first (no evaluation). "
-        "Peak: maximum resident memory of the whole process. Speed-up: MMRec s/epoch / ours. "
-        "Models marked * run their authors' code (see `reference` in the JSON).",
+        "Peak: maximum resident memory of the whole process. Speed-up: the reference code's "
+        "s/epoch / ours. Reference: the repository and commit of the code each row compares "
+        "with (+patched: run with the CPU patches of docs/reproducibility.md).",
     ]
     for data in dict.fromkeys(r["data"] for r in rows):
         lines += [
             "",
             f"**{data}**",
             "",
-            "| model | ours s/epoch | MMRec s/epoch | speed-up | ours peak GB | MMRec peak GB |",
-            "|---|---|---|---|---|---|",
+            "| model | ours s/epoch | reference s/epoch | speed-up | ours peak GB "
+            "| reference peak GB | reference |",
+            "|---|---|---|---|---|---|---|",
         ]
         by_key = {(r["model"], r["impl"]): r for r in rows if r["data"] == data}
         order = model_names() + list(VARIANTS)
@@ -410,21 +485,18 @@ def write_results(runs: list[Run], args: argparse.Namespace) -> str:
                 elif theirs.get("unfinished_epoch_seconds"):
                     bound = theirs["unfinished_epoch_seconds"] / ours["seconds_per_epoch"]
                     ratio = f">= {bound:.1f}x"
-            reference = (theirs or {}).get("reference") or "enoche/MMRec"
-            star = "" if reference.startswith("enoche/MMRec") else "*"
+            reference = theirs["reference"] if theirs else "-"
             lines.append(
-                f"| {model}{star} | {cell_seconds(ours)} | {cell_seconds(theirs)} | {ratio} | "
-                f"{cell_peak(ours)} | {cell_peak(theirs)} |"
+                f"| {model} | {cell_seconds(ours)} | {cell_seconds(theirs)} | {ratio} | "
+                f"{cell_peak(ours)} | {cell_peak(theirs)} | {reference} |"
             )
-    args.out.mkdir(parents=True, exist_ok=True)
-    for name, text in (
-        ("speed_vs_mmrec.json", json.dumps(stamp, indent=2) + "\n"),
-        ("speed_vs_mmrec.md", "\n".join(lines) + "\n"),
-    ):
-        tmp = args.out / f".{name}.tmp"
-        tmp.write_text(text)
-        tmp.replace(args.out / name)
-    return "\n".join(lines)
+    by_stamp: dict[str, list[str]] = {}
+    for row in rows:
+        by_stamp.setdefault(stamp_text(row["stamp"]), []).append(f"{row['data']} {row['model']}")
+    lines += ["", "Measured by:", ""]
+    for text, keys in by_stamp.items():
+        lines.append(f"- {text}: {', '.join(dict.fromkeys(keys))}")
+    return "\n".join(lines) + "\n"
 
 
 def cell_seconds(row: dict | None) -> str:
