@@ -71,7 +71,7 @@ from mentor.models.base import (
     xavier_normal,
 )
 from mentor.models.blocks import ordered_modalities
-from mentor.models.dualgnn import padded_user_graph, top_co_interactions
+from mentor.models.dualgnn import attach_user_graph, padded_user_graph
 from mentor.models.layergcn import TrainEdges, _refine
 from mentor.models.mentor import ModalityGCN
 
@@ -165,15 +165,7 @@ class COHESION(Recommender):
         for m in self.modalities:
             dim = ctx.features[m].shape[1]
             self.branches[m] = ModalityGCN(ctx.n_users, dim, 4 * d, d, generator)
-        index, counts, valid = top_co_interactions(
-            ctx.train, ctx.n_users, ctx.n_items, config.user_knn_k
-        )
-        self.register_buffer("top_index", torch.from_numpy(index), persistent=False)
-        self.register_buffer("top_counts", torch.from_numpy(counts), persistent=False)
-        self.register_buffer("top_valid", torch.from_numpy(valid), persistent=False)
-        sampled = padded_user_graph(self.top_index, self.top_counts, self.top_valid, generator)
-        self.register_buffer("user_index", sampled[0])
-        self.register_buffer("user_weights", sampled[1])
+        attach_user_graph(self, ctx, config.user_knn_k, generator)
         self.user_graph = sampled_user_graph(self.user_index, self.user_weights)
         self.register_load_state_dict_post_hook(self._rebuild_user_graph)
         width = (1 + len(self.modalities)) * d

@@ -143,6 +143,22 @@ def branch_order(modalities: list[str]) -> list[str]:
     return sorted(modalities, key=lambda m: m != "image")
 
 
+
+def attach_user_graph(
+    module: nn.Module, ctx: ModelContext, k: int, generator: torch.Generator
+) -> None:
+    """Register on ``module`` each user's top-``k`` co-interacting users (``top_index``,
+    ``top_counts``, ``top_valid`` [U, k], rebuilt from the train rows, not saved) and the user
+    graph sampled from them (``user_index``, ``user_weights``, saved), as DualGNN, DRAGON and
+    COHESION use them."""
+    index, counts, valid = top_co_interactions(ctx.train, ctx.n_users, ctx.n_items, k)
+    module.register_buffer("top_index", torch.from_numpy(index), persistent=False)
+    module.register_buffer("top_counts", torch.from_numpy(counts), persistent=False)
+    module.register_buffer("top_valid", torch.from_numpy(valid), persistent=False)
+    sampled = padded_user_graph(module.top_index, module.top_counts, module.top_valid, generator)
+    module.register_buffer("user_index", sampled[0])
+    module.register_buffer("user_weights", sampled[1])
+
 class DualGNN(DotProductRecommender):
     """Modality GCNs fused per user, plus a co-interaction user-user graph."""
 
@@ -175,15 +191,7 @@ class DualGNN(DotProductRecommender):
         weights = torch.empty(ctx.n_users, len(self.modalities), 1)
         nn.init.xavier_normal_(weights, generator=generator)
         self.weight_u = nn.Parameter(torch.softmax(weights, dim=1))
-        index, counts, valid = top_co_interactions(
-            ctx.train, ctx.n_users, ctx.n_items, config.knn_k
-        )
-        self.register_buffer("top_index", torch.from_numpy(index), persistent=False)
-        self.register_buffer("top_counts", torch.from_numpy(counts), persistent=False)
-        self.register_buffer("top_valid", torch.from_numpy(valid), persistent=False)
-        sampled = padded_user_graph(self.top_index, self.top_counts, self.top_valid, generator)
-        self.register_buffer("user_index", sampled[0])
-        self.register_buffer("user_weights", sampled[1])
+        attach_user_graph(self, ctx, config.knn_k, generator)
         self.user_graph = self._user_graph()
         self.register_load_state_dict_post_hook(self._rebuild_user_graph)
 
