@@ -14,7 +14,8 @@ A model whose reference code is its authors' repository (built on MMRec's framew
 ``--code MODEL=DIR`` (see ``speed_vs_mmrec.py``); each row records the repository and commit.
 Settings the command does not give take the first value of the reference configuration's grid.
 
-Writes ``benchmarks/results/quality_vs_mmrec.{json,md}``; rows of models not rerun are kept.
+Writes ``benchmarks/results/quality_vs_mmrec.{json,md}``; rows of models not rerun are kept; each
+row carries the date, machine, version and command that measured it (``stamp``).
 
 Usage: python benchmarks/quality_vs_mmrec.py --mmrec ../mmrec --models layergcn
        [--code MODEL=DIR ...] [--set model=KEY=VALUE ...] [--seeds 999 1 2] [--threads 1]
@@ -32,7 +33,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import RESULTS, SHARED, machine
+from common import RESULTS, SHARED, machine, stamp
 from speed_vs_mmrec import (
     MMREC_MODELS,
     framework_env,
@@ -178,7 +179,7 @@ def main() -> None:
                 )
                 ours.append(run_ours(data, model, settings, seed, args.threads, args.epochs, work))
                 print(model, seed, "MMRec", theirs[-1], "ours", ours[-1], flush=True)
-            row = {"model": model, "settings": settings, "seeds": args.seeds}
+            row = {"model": model, "settings": settings, "seeds": args.seeds, "stamp": stamp()}
             row["reference"] = reference_label(model, references[model])
             row["max_epochs"] = args.epochs or None
             row["mmrec_per_seed"], row["ours_per_seed"] = theirs, ours

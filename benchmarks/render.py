@@ -575,7 +575,7 @@ QUALITY_HEAD += ["ours N@20", "reference N@20", "within 2 sd (or 3 %)", "referen
 def quality_vs_mmrec(arg: str | None, page: Path) -> str:
     data = load("quality_vs_mmrec.json")
     body = md_table(QUALITY_HEAD, [_quality_row(r) for r in data["rows"]])
-    return f"{body}\n\n{source('quality_vs_mmrec.json')}"
+    return f"{body}\n\n{_quality_source(data['rows'])}"
 
 
 @table("quality-vs-mmrec-seeds")
@@ -591,7 +591,13 @@ def quality_vs_mmrec_seeds(arg: str | None, page: Path) -> str:
             rows.append([r["model"], seed, *values, _reference(r, {})])
     head = ["model", "seed", "ours R@20", "reference R@20", "ours N@20", "reference N@20"]
     head += ["reference code"]
-    return f"{md_table(head, rows)}\n\n{source('quality_vs_mmrec.json')}"
+    shown = [r for r in data["rows"] if "ours_per_seed" in r]
+    return f"{md_table(head, rows)}\n\n{_quality_source(shown)}"
+
+
+def _quality_source(rows: Sequence[dict]) -> str:
+    """The provenance paragraph of quality rows, one line per invocation that measured them."""
+    return _assemble(row_parts("quality_vs_mmrec.json", rows, lambda r: r["model"]))
 
 
 @table("equivalence-b")
@@ -696,6 +702,8 @@ def speed_vs_mmrec(arg: str | None, page: Path) -> str:
 
 @table("speed-vs-recbole")
 def speed_vs_recbole(arg: str | None, page: Path) -> str:
+    if not exists("speed_vs_recbole.json"):
+        return "Not measured yet: `python benchmarks/speed_vs_recbole.py` writes the table."
     d = load("speed_vs_recbole.json")
     by_key = {(r["model"], r["impl"]): r for r in d["summary"]}
     rows = []
@@ -1196,6 +1204,7 @@ def model_results(arg: str | None, page: Path) -> str:
             ]
         )
         files.append(BENCH)
+    quality_rows: list[dict] = []
     for r in load("quality_vs_mmrec.json")["rows"]:
         if r["model"] == model:
             settings = ", ".join(f"{k}={v}" for k, v in r["settings"].items())
@@ -1211,7 +1220,7 @@ def model_results(arg: str | None, page: Path) -> str:
                         "-",
                     ]
                 )
-            files.append("quality_vs_mmrec.json")
+            quality_rows.append(r)
     baby = load("baselines_baby.json")["models"].get(model)
     if baby:
         best = baby["best"]
@@ -1250,6 +1259,8 @@ def model_results(arg: str | None, page: Path) -> str:
         speed += [[dataset, *row] for row in table_rows]
         shown += used
     provenance = [_part(name, meta(name)) for name in dict.fromkeys(files)]
+    if quality_rows:
+        provenance += row_parts("quality_vs_mmrec.json", quality_rows, lambda r: r["model"])
     if speed:
         parts.append(md_table(["data", *SPEED_HEAD], speed))
         labels = _speed_labels(shown, with_data=True)

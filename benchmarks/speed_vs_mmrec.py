@@ -84,9 +84,52 @@ MMREC_MODELS: dict[str, tuple[str, dict[str, object]]] = {
             "knn_k": 10,
         },
     ),
+    "mgcn": ("MGCN", {"cl_loss": 1e-3}),
+    "dragon": ("DRAGON", {"aggr_mode": "add", "reg_weight": 1e-3, "learning_rate": 1e-3}),
+    # the authors' Baby configurations (LGMRec: their dataset YAML; SMORE: their README's table)
+    "lgmrec": (
+        "LGMRec",
+        {
+            "n_ui_layers": 2,
+            "n_mm_layers": 2,
+            "n_hyper_layer": 1,
+            "hyper_num": 4,
+            "keep_rate": 0.5,
+            "alpha": 0.3,
+            "cl_weight": 1e-4,
+            "reg_weight": 1e-6,
+        },
+    ),
+    "smore": (
+        "SMORE",
+        {
+            "n_ui_layers": 4,
+            "image_knn_k": 40,
+            "text_knn_k": 15,
+            "cl_loss": 0.01,
+            "reg_weight": 1e-4,
+            "dropout_rate": 0.1,
+        },
+    ),
+    # GUME: its YAML (the Baby settings, our defaults); COHESION: its grids' first values but
+    # MMRec's learning rate 1e-3 (its grid starts at 0.1)
+    "gume": (
+        "GUME",
+        {"n_layers": 2, "bm_temp": 0.4, "um_loss": 0.01, "um_temp": 0.1, "vt_loss": 0.1},
+    ),
+    "cohesion": (
+        "COHESION",
+        {"learning_rate": 1e-3, "reg_weight": 0.1, "dropout": 0.0, "num_layer": 1},
+    ),
 }
 # The public repository of each model's reference code when it is not MMRec (enoche/MMRec).
-REFERENCE_REPOS: dict[str, str] = {"mentor": "Jinfeng-Xu/MENTOR"}
+REFERENCE_REPOS: dict[str, str] = {
+    "mentor": "Jinfeng-Xu/MENTOR",
+    "lgmrec": "georgeguo-cn/LGMRec",
+    "smore": "kennethorq/SMORE",
+    "gume": "NanGongNingYi/GUME",
+    "cohesion": "Jinfeng-Xu/COHESION",
+}
 # Our optional settings timed as rows of their own ("variant": (model, settings)), next to the
 # MMRec row of their model.
 VARIANTS: dict[str, tuple[str, list[str]]] = {

@@ -203,6 +203,9 @@ def test_to_dict_round_trip() -> None:
 def test_registry() -> None:
     names = ["pop", "bpr", "lightgcn", "mentor", "layergcn", "vbpr", "mmgcn", "dualgnn"]
     names += ["freedom", "lattice", "slmrec", "bm3", "mmssl"]
+    names += ["mgcn", "dragon"]
+    names += ["gume", "cohesion"]
+    names += ["lgmrec", "smore"]
     assert sorted(model_names()) == sorted(names)
     assert get_model("LightGCN").name == "lightgcn"
     assert get_model("most-pop").name == "pop"

@@ -71,6 +71,7 @@ def _specs() -> dict[str, ModelSpec]:
     ]
     specs += _graph_baseline_specs()
     specs += _self_supervised_specs()
+    specs += _newer_model_specs()
     return {spec.name: spec for spec in specs}
 
 
@@ -198,6 +199,93 @@ def _self_supervised_specs() -> list[ModelSpec]:
                 "weight_decay": 0.01,
             },
             modalities="required",
+        ),
+    ]
+
+
+def _newer_model_specs() -> list[ModelSpec]:
+    """MGCN, DRAGON, LGMRec, SMORE, GUME and COHESION (published after MENTOR or beside it), with
+    their reference code's grids."""
+    from mentor.models.cohesion import COHESION, CohesionConfig
+    from mentor.models.dragon import DRAGON, DRAGONConfig
+    from mentor.models.gume import GUME, GUMEConfig
+    from mentor.models.lgmrec import LGMRec, LGMRecConfig
+    from mentor.models.mgcn import MGCN, MGCNConfig
+    from mentor.models.smore import SMORE, SMOREConfig
+
+    return [
+        ModelSpec(
+            "mgcn",
+            MGCN,
+            MGCNConfig,
+            "MGCN multi-view graph convolution with purified modality views (Yu et al., MM 2023)",
+            train_defaults={"lr_scheduler": [0.96, 50.0]},
+            modalities="required",
+            grid={"model.cl_loss": [1e-3, 1e-2, 1e-1]},
+        ),
+        ModelSpec(
+            "dragon",
+            DRAGON,
+            DRAGONConfig,
+            "DRAGON dual representations over homogeneous graphs (Zhou et al., ECAI 2023)",
+            modalities="required",
+            grid={
+                "model.aggr_mode": ["add"],
+                "model.reg_weight": [1e-1, 1e-2, 1e-3, 1e-4, 1e-5],
+                "train.learning_rate": [1e-1, 1e-2, 1e-3, 1e-4, 1e-5],
+            },
+        ),
+        ModelSpec(
+            "gume",
+            GUME,
+            GUMEConfig,
+            "GUME graph and user modality enhancement for long-tail items (Lin et al., CIKM 2024)",
+            train_defaults={"lr_scheduler": [0.96, 50.0]},
+            modalities="required",
+        ),
+        ModelSpec(
+            "cohesion",
+            COHESION,
+            CohesionConfig,
+            "COHESION composite graph convolution with dual-stage fusion (Xu et al., SIGIR 2025)",
+            eval_defaults={"valid_metric": "recall@10"},
+            modalities="required",
+            grid={
+                "model.reg_weight": [1e-1, 1e-2, 1e-3, 1e-4],
+                "train.learning_rate": [1e-1, 1e-2, 1e-3, 1e-4],
+                "model.dropout": [0.0],
+                "model.num_layer": [1, 2, 3, 4],
+            },
+        ),
+        ModelSpec(
+            "lgmrec",
+            LGMRec,
+            LGMRecConfig,
+            "LGMRec local and global (hypergraph) graph learning (Guo et al., AAAI 2024)",
+            modalities="required",
+            # the values of the authors' three published configurations (Baby, Sports, Clothing)
+            grid={
+                "model.n_ui_layers": [2, 4],
+                "model.n_hyper_layer": [1, 2],
+                "model.hyper_num": [4, 64],
+                "model.keep_rate": [0.5, 0.4, 0.2],
+                "model.alpha": [0.3, 0.6, 0.2],
+            },
+        ),
+        ModelSpec(
+            "smore",
+            SMORE,
+            SMOREConfig,
+            "SMORE spectrum-based modality fusion graph network (Ong and Khong, WSDM 2025)",
+            train_defaults={"lr_scheduler": [0.96, 50.0]},
+            modalities="required",
+            grid={
+                "model.n_ui_layers": [3, 4],
+                "model.image_knn_k": [10, 15, 20, 40],
+                "model.text_knn_k": [10, 15, 20, 40],
+                "model.reg_weight": [1e-5, 1e-4],
+                "model.dropout_rate": [0.0, 0.1],
+            },
         ),
     ]
 

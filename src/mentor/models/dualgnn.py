@@ -143,7 +143,6 @@ def branch_order(modalities: list[str]) -> list[str]:
     return sorted(modalities, key=lambda m: m != "image")
 
 
-
 def attach_user_graph(
     module: nn.Module, ctx: ModelContext, k: int, generator: torch.Generator
 ) -> None:
@@ -158,6 +157,7 @@ def attach_user_graph(
     sampled = padded_user_graph(module.top_index, module.top_counts, module.top_valid, generator)
     module.register_buffer("user_index", sampled[0])
     module.register_buffer("user_weights", sampled[1])
+
 
 class DualGNN(DotProductRecommender):
     """Modality GCNs fused per user, plus a co-interaction user-user graph."""
