@@ -21,10 +21,13 @@ driver (:data:`RECBOLE_DRIVER`) run by the Python of a separate environment that
 The runs of a seed go ours then RecBole's, model by model. Writes
 ``benchmarks/results/speed_vs_recbole.{json,md}``.
 
-RecBole 1.2.1 predates numpy 2: its configuration maps the removed aliases ``np.float``,
-``np.int``, ... to ``np.float_``, ``np.complex_`` and ``np.unicode_``, which numpy 2 removed as
-well. The driver defines those three (as ``np.float64``, ``np.complex128``, ``np.str_``) before
-importing RecBole; RecBole itself is not modified.
+RecBole 1.2.1 predates numpy 2 and scipy 1.12, and the driver adds two shims in its own process
+before importing RecBole (RecBole itself is not modified): its configuration maps the removed
+aliases ``np.float``, ``np.int``, ... to ``np.float_``, ``np.complex_`` and ``np.unicode_``,
+which numpy 2 removed as well, so the driver defines those three (as ``np.float64``,
+``np.complex128``, ``np.str_``); and its LightGCN fills its graph with
+``dok_matrix._update``, which scipy removed, so the driver defines it as an update of the
+matrix's entry dictionary.
 
 Setup: python -m venv /tmp/recbole-venv && /tmp/recbole-venv/bin/pip install torch==2.13.0
        recbole==1.2.1
@@ -89,6 +92,9 @@ import numpy as np
 for old, new in (("float_", "float64"), ("complex_", "complex128"), ("unicode_", "str_")):
     if not hasattr(np, old):  # removed in numpy 2; RecBole's configuration maps to them
         setattr(np, old, getattr(np, new))
+import scipy.sparse as sp
+if not hasattr(sp.dok_matrix, "_update"):  # removed in scipy 1.12; RecBole's LightGCN calls it
+    sp.dok_matrix._update = lambda self, values: self._dict.update(values)
 import torch
 torch.set_num_threads(int(sys.argv[4]))
 from recbole.config import Config
