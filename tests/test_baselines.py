@@ -477,7 +477,7 @@ def test_auxiliary_optimiser_trains_its_parameters_and_resumes(
     data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = replace(get_model("lightgcn"), name="lightgcn", model_cls=AuxLightGCN)
-    monkeypatch.setattr("mentor.training.loop.get_model", lambda name: spec)
+    monkeypatch.setattr("mentor.eval.context.get_model", lambda name: spec)
     run("lightgcn", data, tmp_path / "straight", 4)
     tensors, meta = load_tensors(tmp_path / "straight" / "checkpoint.safetensors")
     assert any(k.startswith("aux_optim.") for k in tensors) and meta["aux_param_groups"]

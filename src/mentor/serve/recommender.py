@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import logging
 import threading
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -82,17 +83,22 @@ def top_k_batch(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 def gemm_scores(users: np.ndarray, items: np.ndarray) -> np.ndarray:
     """Scores ``users @ items.T`` [B, I] of float32 ``users`` [B, d] and ``items`` [I, d].
 
-    BLAS multiplies a single row (or a few) with a matrix-vector kernel whose summation order
-    differs from the matrix-matrix kernel the evaluator's batched scoring uses, which can swap
-    two items whose scores differ in the last bit. Padding the query to at least
-    :data:`MIN_GEMM_ROWS` rows keeps every query on the matrix-matrix kernel, so served lists
-    equal ``mentor export``'s.
+    Multiplied by torch, as the evaluator and ``mentor export`` score: NumPy's OpenBLAS splits a
+    product by rows differently for other row counts on some CPUs, so a user's scores (and a
+    tie in the last bit) would depend on the block the user is scored in. A single row (or a
+    few) is padded to :data:`MIN_GEMM_ROWS` rows, which keeps every query on the
+    matrix-matrix kernel, so served lists equal ``mentor export``'s whatever the blocks.
     """
+    import torch
+
     rows = len(users)
     if rows < MIN_GEMM_ROWS:
-        pad = np.repeat(users[-1:], MIN_GEMM_ROWS - rows, axis=0)
-        return (np.concatenate([users, pad]) @ items.T)[:rows]
-    return users @ items.T
+        users = np.concatenate([users, np.repeat(users[-1:], MIN_GEMM_ROWS - rows, axis=0)])
+    with warnings.catch_warnings():  # a read-only table (a catalogue snapshot) is only read
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        table = torch.from_numpy(items)
+    scores = torch.from_numpy(np.ascontiguousarray(users)) @ table.T
+    return scores.numpy()[:rows]
 
 
 @dataclass
