@@ -21,7 +21,6 @@ import dataclasses
 import hashlib
 import logging
 import threading
-import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -83,22 +82,24 @@ def top_k_batch(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 def gemm_scores(users: np.ndarray, items: np.ndarray) -> np.ndarray:
     """Scores ``users @ items.T`` [B, I] of float32 ``users`` [B, d] and ``items`` [I, d].
 
-    Multiplied by torch, as the evaluator and ``mentor export`` score: NumPy's OpenBLAS splits a
-    product by rows differently for other row counts on some CPUs, so a user's scores (and a
-    tie in the last bit) would depend on the block the user is scored in. A single row (or a
-    few) is padded to :data:`MIN_GEMM_ROWS` rows, which keeps every query on the
-    matrix-matrix kernel, so served lists equal ``mentor export``'s whatever the blocks.
+    BLAS picks its kernel, and so its summation order, by the number of rows: a single row (or
+    a few) goes through a matrix-vector kernel, and on some CPUs (OpenBLAS on AMD EPYC) every
+    row count splits the product differently. The rows are therefore multiplied in groups of
+    exactly :data:`MIN_GEMM_ROWS` (the last one padded), so a user's scores do not depend on
+    how many users are scored with it, and served lists do not depend on the blocks.
     """
-    import torch
-
     rows = len(users)
-    if rows < MIN_GEMM_ROWS:
-        users = np.concatenate([users, np.repeat(users[-1:], MIN_GEMM_ROWS - rows, axis=0)])
-    with warnings.catch_warnings():  # a read-only table (a catalogue snapshot) is only read
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        table = torch.from_numpy(items)
-    scores = torch.from_numpy(np.ascontiguousarray(users)) @ table.T
-    return scores.numpy()[:rows]
+    groups = -(-rows // MIN_GEMM_ROWS)
+    padded = np.empty((groups * MIN_GEMM_ROWS, users.shape[1]), dtype=users.dtype)
+    padded[:rows] = users
+    padded[rows:] = users[-1:]
+    out = np.empty((groups * MIN_GEMM_ROWS, len(items)), dtype=np.float32)
+    table = items.T
+    for start in range(0, len(padded), MIN_GEMM_ROWS):
+        np.matmul(
+            padded[start : start + MIN_GEMM_ROWS], table, out=out[start : start + MIN_GEMM_ROWS]
+        )
+    return out[:rows]
 
 
 @dataclass
