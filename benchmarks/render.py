@@ -717,7 +717,10 @@ def speed_vs_recbole(arg: str | None, page: Path) -> str:
         def cell(r: dict | None, key: str) -> str:
             if r is None:
                 return "-"
+            failed = [x for x in r.get("status", []) if x.startswith("failed")]
             if key == "seconds_per_epoch":
+                if failed and r[key] is None:
+                    return "failed (" + failed[0].removeprefix("failed: ").split(":")[0] + ")"
                 return "-" if r[key] is None else f"{r[key]:.2f}"
             if key == "peak_rss_gb":
                 return gb(r[key])
