@@ -4,6 +4,7 @@ non-finite numbers, body and id limits, untrained users, the tie rule and CLI nu
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from pathlib import Path
@@ -233,6 +234,21 @@ def test_out_of_range_numbers_are_usage_errors(
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert fragment in err.splitlines()[-1] and "internal error" not in err
+
+
+def test_serve_index_faiss_without_faiss_fails_before_any_worker(
+    bundle: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    uvicorn = pytest.importorskip("uvicorn")
+    started: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: started.append(a))
+    monkeypatch.setitem(sys.modules, "faiss", None)  # what an uninstalled faiss looks like
+    argv = ["serve", "--bundle", str(bundle), "--index", "faiss", "--store", "memory"]
+    assert main(argv) == 2
+    assert started == []
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(errors) == 1
+    assert "--index faiss" in errors[0] and "pip install 'mentor-rec[faiss]'" in errors[0]
 
 
 def _drop_users(data: Path, users: set[str]) -> None:

@@ -45,6 +45,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mentor import __version__
 from mentor.errors import MentorError
+from mentor.extras import require
 from mentor.serve.format import IMAGES
 from mentor.serve.recommender import (
     SCORE_BUDGET,
@@ -761,6 +762,10 @@ def serve(
         raise MentorError(f"--score-budget-mb must be positive, got {score_budget} bytes")
     if not poll_seconds > 0:
         raise MentorError(f"--poll-seconds must be positive, got {poll_seconds}")
+    if index not in ("exact", "faiss"):
+        raise MentorError(f"--index must be 'exact' or 'faiss', got {index!r}")
+    if index == "faiss":  # the workers build the index; refuse before any of them starts
+        require("faiss", "faiss", "--index faiss")
     Recommender.load(bundle, index="exact")  # fail fast, with a one-line error
     open_store(store, Path(bundle)).close()  # and on a store that cannot be opened
     if workers > 1 and store == "memory":
