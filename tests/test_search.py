@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,22 @@ def test_a_value_listed_twice_counts_once(tmp_path: Path) -> None:
     sampled = grid_search("bpr", base, grid, out, log=lambda _: None, trials=4)
     params = [json.dumps(r["params"], sort_keys=True) for r in sampled["runs"]]
     assert sampled["grid_size"] == 6 and len(params) == 4 and len(set(params)) == 4
+
+
+def test_trials_without_optuna_fail_before_the_data_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import mentor.search
+
+    data = make_dataset(tmp_path, n_items=60)
+    read: list[object] = []
+    monkeypatch.setattr(mentor.search, "load_dataset", lambda *a, **k: read.append(a))
+    monkeypatch.setitem(sys.modules, "optuna", None)  # what an uninstalled Optuna looks like
+    out = tmp_path / "s"
+    argv = ["search", "--model", "bpr", "--data", str(data), "--out", str(out), "--epochs", "1"]
+    argv += ["--grid", "model.reg_weight=[0.1,0.1,0.01]", "--trials", "1"]
+    assert main(argv) == 2
+    assert read == [] and not out.exists()
+    err = capsys.readouterr().err
+    assert "--trials needs the search extra (optuna is not installed)" in err
+    assert "pip install 'mentor-rec[search]'" in err and err.count("\n") == 1

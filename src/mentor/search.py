@@ -32,6 +32,7 @@ import csv
 import hashlib
 import itertools
 import json
+import math
 import os
 import re
 import socket
@@ -290,6 +291,9 @@ def grid_search(
     if shared:
         require("optuna", "search", "--storage" if storage is not None else "--prune")
         where = parse_storage(storage, out)
+    elif 0 < trials < math.prod(len(distinct_values(v)) for v in grid.values()):
+        # TPE may propose (the plan counts distinct runs, at most this): before the data is read
+        require("optuna", "search", "--trials")
     plan = _plan(model, base, grid, out, threads, trials)
     with contextlib.nullcontext() if shared else RunLock(out):  # a shared search: many workers
         if shared:
