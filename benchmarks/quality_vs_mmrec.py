@@ -19,7 +19,7 @@ row carries the date, machine, version and command that measured it (``stamp``).
 
 Usage: python benchmarks/quality_vs_mmrec.py --mmrec ../mmrec --models layergcn
        [--code MODEL=DIR ...] [--set model=KEY=VALUE ...] [--seeds 999 1 2] [--threads 1]
-       [--epochs N] [--reuse-mmrec]
+       [--epochs N] [--reuse-mmrec] [--parallel]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common import RESULTS, SHARED, machine, stamp
@@ -146,6 +147,12 @@ def main() -> None:
         help="take MMRec's figures for seeds an earlier row with the same settings and epoch cap "
         "has (MMRec's code does not change; ours is always retrained)",
     )
+    parser.add_argument(
+        "--parallel",
+        action="store_true",
+        help="run the reference seeds and ours side by side (two processes; figures of quality "
+        "only, no timing is taken)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     data = SHARED / "data" / "ml-100k-mm"
@@ -162,10 +169,10 @@ def main() -> None:
         mmrec_folder(data, "genre_feat.npy", "text_feat.npy", work / "mmrec" / "ml-100k-mm")
         for model in args.models.split(","):
             settings = {**MMREC_MODELS[model][1], **overrides.get(model, {})}
-            ours, theirs = [], []
             known = reusable(earlier.get(model), settings, args) if args.reuse_mmrec else {}
-            for seed in args.seeds:
-                theirs.append(
+
+            def reference_lane(model=model, settings=settings, known=known) -> list[tuple]:
+                return [
                     known.get(seed)
                     or run_mmrec(
                         references[model],
@@ -176,9 +183,21 @@ def main() -> None:
                         args.threads,
                         args.epochs,
                     )
-                )
-                ours.append(run_ours(data, model, settings, seed, args.threads, args.epochs, work))
-                print(model, seed, "MMRec", theirs[-1], "ours", ours[-1], flush=True)
+                    for seed in args.seeds
+                ]
+
+            def our_lane(model=model, settings=settings) -> list[tuple]:
+                return [
+                    run_ours(data, model, settings, seed, args.threads, args.epochs, work)
+                    for seed in args.seeds
+                ]
+
+            # the reference runs share one data folder (and its cache), so they stay in one lane
+            with ThreadPoolExecutor(max_workers=2 if args.parallel else 1) as pool:
+                lanes = pool.submit(reference_lane), pool.submit(our_lane)
+                theirs, ours = lanes[0].result(), lanes[1].result()
+            for seed, mine, ref in zip(args.seeds, ours, theirs, strict=True):
+                print(model, seed, "MMRec", ref, "ours", mine, flush=True)
             row = {"model": model, "settings": settings, "seeds": args.seeds, "stamp": stamp()}
             row["reference"] = reference_label(model, references[model])
             row["max_epochs"] = args.epochs or None

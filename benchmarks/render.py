@@ -1048,6 +1048,49 @@ def ddp_quality(arg: str | None, page: Path) -> str:
     return f"{note}\n\n{md_table(head, rows)}\n\n{source(name)}"
 
 
+@table("ddp-models")
+def ddp_models(arg: str | None, page: Path) -> str:
+    name = "ddp_models.json"
+    if not exists(name):
+        return (
+            "No result file yet: `python benchmarks/ddp_models.py` writes "
+            "`benchmarks/results/ddp_models.json`, and `python benchmarks/render.py` puts it here."
+        )
+    d = load(name)
+    rows = []
+    for r in d["rows"]:
+        if "error" in r:
+            failed = "; ".join(f"{n} process(es): {e}" for n, e in r["error"].items() if e)
+            rows.append([r["model"], r["epochs"], "failed: " + failed, "-", "-", "-"])
+            continue
+        curves = r["valid_recall@20"]
+        rows.append(
+            [
+                r["model"],
+                r["epochs"],
+                " / ".join(f"{v:.4f}" for v in curves["1"]),
+                f"{r['max_valid_difference']:.1e}",
+                f"{r['test_recall@20_1']:.4f} / {r['test_recall@20_2']:.4f}",
+                f"{r['seconds_per_epoch_1']:.2f} / {r['seconds_per_epoch_2']:.2f}",
+            ]
+        )
+    note = (
+        f"{d['data']}, every trainable model's defaults, one torch thread per process, the same "
+        "seed; valid Recall@20 after each epoch with one process, the largest difference from "
+        "two processes over those epochs, test Recall@20 and seconds per epoch with one / two "
+        "processes (the two share this machine's cores)."
+    )
+    head = [
+        "model",
+        "epochs",
+        "valid R@20 per epoch (1 process)",
+        "largest difference, 2 processes",
+        "test R@20, 1 / 2",
+        "s/epoch, 1 / 2",
+    ]
+    return f"{note}\n\n{md_table(head, rows)}\n\n{source(name)}"
+
+
 @table("cold-start")
 def cold_start(arg: str | None, page: Path) -> str:
     d = load("cold_start.json")
@@ -1079,6 +1122,285 @@ def fold_in(arg: str | None, page: Path) -> str:
     note = f"{d['data']}: {d['fraction']:.0%} of the users held out of training."
     head = ["model (fold-in rule, epochs)", "ordering", *metrics]
     return f"{note}\n\n{md_table(head, rows)}\n\n{source(name)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# the scaling study (benchmarks/scaling.py)
+# ---------------------------------------------------------------------------------------------
+SCALING = "scaling.json"
+
+
+def _scaling_missing() -> str:
+    return (
+        "No result file yet: `python benchmarks/scaling.py` writes "
+        "`benchmarks/results/scaling.json`, and `python benchmarks/render.py` puts it here."
+    )
+
+
+def _power(n: int) -> str:
+    """``1e5`` for 100,000; the plain number otherwise."""
+    exp = round(math.log10(n)) if n > 0 else 0
+    return f"1e{exp}" if 10**exp == n else f"{n:,}"
+
+
+def _seconds(x: float) -> str:
+    if x >= 3600:
+        return f"{x / 3600:,.1f} h"
+    return f"{x:,.1f}" if x >= 1 else f"{x:.3f}"
+
+
+def _exponent(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def _scaling_source(d: dict, rows: list[dict]) -> str:
+    """The file's provenance, and the invocations of ``rows`` measured by an earlier one."""
+    own = {d.get("command"), None}
+    others: dict[str, list[str]] = {}
+    for r in rows:
+        stamp = r.get("stamp") or {}
+        if stamp.get("command") not in own:
+            label = f"{r['model']} {_power(r['interactions'])}" if "model" in r else ""
+            label = label or _power(r["interactions"])
+            others.setdefault(f"`{stamp['command']}` ({stamp['date']})", []).append(label)
+    extra = "".join(f" Rows {', '.join(v)}: {k}." for k, v in others.items())
+    return source(SCALING) + extra
+
+
+@table("scaling")
+def scaling(arg: str | None, page: Path) -> str:
+    if not exists(SCALING):
+        return _scaling_missing()
+    d = load(SCALING)
+    sizes = {s["interactions"]: s for s in d["sizes"]}
+    if arg == "data":
+        rows = []
+        for n, s in sorted(sizes.items()):
+            knn = s.get("knn")
+            rows.append(
+                [
+                    _power(n),
+                    num(s["users"]),
+                    num(s["items"]),
+                    num(s["train"]),
+                    num(s["valid"] + s["test"]),
+                    f"{s['load']['seconds']:.1f}",
+                    num(s["load"]["peak_rss_mb"]),
+                    f"{knn['seconds']:.1f}" if knn else "-",
+                    num(knn["peak_rss_mb"]) if knn else "-",
+                ]
+            )
+        head = ["interactions", "users", "items", "train rows", "valid + test rows"]
+        head += ["load s", "load peak MB", "kNN graph s", "kNN peak MB"]
+        return f"{md_table(head, rows)}\n\n{_scaling_source(d, d['sizes'])}"
+    if arg == "ddp":
+        ddp = d.get("ddp") or {}
+        if not ddp.get("rows"):
+            return "No 1-vs-2-process rows in the result file."
+        one = {r["model"]: r for r in ddp["rows"] if r["processes"] == 1}
+        rows = [
+            [
+                r["model"],
+                r["processes"],
+                f"{r['seconds_per_epoch']:.2f}",
+                f"{r['seconds_per_epoch'] / one[r['model']]['seconds_per_epoch']:.2f}",
+                ", ".join(num(mb) for mb in r["peak_rss_mb_per_rank"]),
+            ]
+            for r in ddp["rows"]
+        ]
+        note = (
+            f"{_power(ddp['interactions'])} interactions, {ddp['rows'][0]['epochs']} epochs each "
+            "(`mentor train --nproc N`, one torch thread per process), on the 2 cores of the "
+            "machine below; s/epoch is the median training time of an epoch."
+        )
+        head = ["model", "processes", "s/epoch", "time vs 1 process", "peak RSS per rank (MB)"]
+        stamp = ddp.get("stamp") or {}
+        extra = (
+            f" These rows: `{stamp['command']}` ({stamp['date']})."
+            if stamp.get("command") not in (None, d.get("command"))
+            else ""
+        )
+        return f"{note}\n\n{md_table(head, rows)}\n\n{source(SCALING)}{extra}"
+    rows = []
+    for r in sorted(d["runs"], key=lambda r: (_scaling_order(r["model"]), r["interactions"])):
+        if r["status"] != "ok":
+            not_run = r["status"] == "not run"
+            why = f"not run: {r['reason']}" if not_run else f"did not fit: {r['status']}"
+            cells = [why, "-", "-", "-"]
+            if r.get("peak_rss_mb"):
+                cells[2] = f"{num(r['peak_rss_mb'])} (before stopping)"
+            rows.append(
+                [r["model"], _power(r["interactions"]), *cells, num(r["predicted_peak_mb"])]
+            )
+            continue
+        if r["full_epoch"]:
+            how = f"full epoch ({r['batches_per_epoch']:,} batches)"
+        else:
+            how = f"{r['batches_timed']:,} of {r['batches_per_epoch']:,} batches, extrapolated"
+        evaluated = (
+            ""
+            if r["eval_ranked_users"] == r["valid_users"]
+            else f" ({r['eval_ranked_users']:,} of {r['valid_users']:,} users, extrapolated)"
+        )
+        rows.append(
+            [
+                r["model"],
+                _power(r["interactions"]),
+                _seconds(r["epoch_seconds"]),
+                how,
+                num(r["peak_rss_mb"]),
+                _seconds(r["eval_seconds"]) + evaluated,
+                num(r["predicted_peak_mb"]),
+            ]
+        )
+    head = ["model", "interactions", "s/epoch", "measured", "peak RSS (MB)"]
+    head += ["valid eval s", "predicted peak (MB)"]
+    fits = d.get("fits", {})
+    exp_rows = [
+        [
+            model,
+            ", ".join(_power(n) for n in f["sizes"]),
+            _exponent(f["epoch_seconds"]),
+            _exponent(f["eval_seconds"]),
+            _exponent(f["peak_rss"]),
+            _exponent(f["peak_rss_above_base"]),
+        ]
+        for model, f in fits.items()
+    ]
+    exp_head = ["model", "sizes fitted", "s/epoch", "eval s", "peak RSS", "peak RSS above base"]
+    return (
+        f"{md_table(head, rows)}\n\nExponents b of a log-log least-squares fit "
+        f"(figure ~ interactions^b):\n\n{md_table(exp_head, exp_rows)}\n\n"
+        f"{_scaling_source(d, d['runs'])}"
+    )
+
+
+def _scaling_order(model: str) -> int:
+    order = ["lightgcn", "freedom", "mentor"]
+    return order.index(model) if model in order else len(order)
+
+
+@table("scaling-model")
+def scaling_model(arg: str | None, page: Path) -> str:
+    if not exists(SCALING):
+        return _scaling_missing()
+    d = load(SCALING)
+    mm = d["memory_model"]
+    if arg == "fit":
+        per = mm["per_interaction"]
+        rows = []
+        for model, m in mm["models"].items():
+            largest, scaled = m["largest_interactions_in_budget"], m["largest_interactions_scaled"]
+            rows.append(
+                [
+                    model,
+                    f"{m['bytes_per_interaction']:,.0f}",
+                    f"{m['constant_bytes'] / 2**20:,.0f}",
+                    f"{m['measured_over_predicted']:.2f} at {_power(m['measured_at'])}",
+                    f"{largest / 1e6:,.0f}M ({largest * per['user'] / 1e6:,.1f}M users, "
+                    f"{largest * per['item'] / 1e6:,.2f}M items)",
+                    f"{scaled / 1e6:,.0f}M",
+                ]
+            )
+        budget = f"{mm['budget_gb']} GB"
+        head = ["model", "bytes per interaction", "constant (MB)", "measured / predicted"]
+        head += [f"largest in {budget} (interactions)", "scaled by measured / predicted"]
+        note = (
+            "At this data's proportions (per interaction: "
+            f"{per['user']:.4f} users, {per['item']:.4f} items, {per['edge']:.3f} train edges, "
+            f"{per['held_out']:.3f} held-out rows); M = million."
+        )
+        return f"{note}\n\n{md_table(head, rows)}\n\n{source(SCALING)}"
+    rows = []
+    for model, m in mm["models"].items():
+        for p in m["components"]:
+            rows.append(
+                [
+                    model,
+                    p["name"],
+                    *(f"{p[u]:,.0f}" if p[u] else "" for u in ("user", "item", "edge", "held_out")),
+                    f"{p['constant'] / 2**20:,.0f}" if p["constant"] else "",
+                ]
+            )
+    head = ["model", "component", "B/user", "B/item", "B/train edge", "B/held-out row"]
+    head += ["constant (MB)"]
+    note = (
+        f"Plus the interpreter with torch and mentor imported ({num(mm['base_rss_mb'])} MB "
+        f"resident); kNN graph: {mm['knn_entries_per_item']:.1f} stored entries per item."
+    )
+    return f"{md_table(head, rows)}\n\n{note}\n\n{source(SCALING)}"
+
+
+@table("chart-scaling")
+def chart_scaling(arg: str | None, page: Path) -> str:
+    link = rel(page, "docs/img/scaling.png")
+    alt = "Seconds per epoch, valid evaluation seconds and peak RSS against interactions, log-log"
+    return f"![{alt}]({link})\n\n{source(SCALING)}"
+
+
+def draw_scaling(path: Path) -> None:
+    if not exists(SCALING):
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    d = load(SCALING)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    colours = {"lightgcn": "tab:blue", "freedom": "tab:orange", "mentor": "tab:green"}
+    for model in sorted({r["model"] for r in d["runs"]}, key=_scaling_order):
+        runs = sorted(
+            (r for r in d["runs"] if r["model"] == model), key=lambda r: r["interactions"]
+        )
+        ok = [r for r in runs if r["status"] == "ok"]
+        colour = colours.get(model)
+        xs = [r["interactions"] for r in ok]
+        left.plot(xs, [r["epoch_seconds"] for r in ok], "o-", color=colour, label=f"{model} epoch")
+        guessed = [r for r in ok if not r["full_epoch"]]
+        left.plot(
+            [r["interactions"] for r in guessed],
+            [r["epoch_seconds"] for r in guessed],
+            "o",
+            color="white",
+            markeredgecolor=colour,
+        )
+        left.plot(xs, [r["eval_seconds"] for r in ok], "s--", color=colour, label=f"{model} eval")
+        right.plot(
+            xs, [r["peak_rss_mb"] / 1024 for r in ok], "o-", color=colour, label=f"{model} measured"
+        )
+        right.plot(
+            [r["interactions"] for r in runs],
+            [r["predicted_peak_mb"] / 1024 for r in runs],
+            "x:",
+            color=colour,
+            label=f"{model} model",
+        )
+    budget = d["memory_model"]["budget_gb"] * 1e9 / 2**30
+    right.axhline(budget, color="grey", lw=0.8)
+    right.text(
+        0.02,
+        budget,
+        f"{d['memory_model']['budget_gb']} GB",
+        va="bottom",
+        transform=right.get_yaxis_transform(),
+    )
+    for ax, label in ((left, "seconds"), (right, "peak RSS (GiB)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("interactions")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    left.set_title("epoch (hollow: extrapolated) and valid evaluation (dashed)")
+    right.set_title("peak resident memory: measured and memory model")
+    fig.suptitle(f"{d['machine']}, 1 torch thread", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+CHARTS["scaling.png"] = draw_scaling
 
 
 # ---------------------------------------------------------------------------------------------
