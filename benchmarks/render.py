@@ -650,7 +650,7 @@ def _speed_rows(
                 return f"{r['seconds_per_epoch']:.2f}"
             if r["status"] == "ok":
                 return "no training epochs"
-            return f"no epoch in {data.get('limit_seconds', 0):.0f} s"
+            return f"no epoch in {r.get('limit_seconds') or data.get('limit_seconds', 0):.0f} s"
 
         ratio = "-"
         if ours and theirs and ours.get("seconds_per_epoch") and theirs.get("seconds_per_epoch"):
@@ -1046,6 +1046,44 @@ def ddp_quality(arg: str | None, page: Path) -> str:
     )
     head = ["processes", "test Recall@20", "test NDCG@20", "best epochs", "seeds"]
     return f"{note}\n\n{md_table(head, rows)}\n\n{source(name)}"
+
+
+@table("readme-serving")
+def readme_serving(arg: str | None, page: Path) -> str:
+    """The service's operational checks in a few lines: reload under load, memory of a batch
+    request, tail latency at 64 connections."""
+    reload, memory, load_ = (load(f"serve_{n}.json") for n in ("reload", "memory", "load"))
+    rows = []
+    for r in reload["rows"]:
+        rows.append(
+            [
+                f"reload during {r['requests']:,} requests (16 threads, 10 s)",
+                r["workers"],
+                f"{r['failed']} failed, {r['mixed']} from two bundles",
+            ]
+        )
+    shape = memory["shape"]
+    blocks = next(v for k, v in memory["rows"].items() if k.startswith("blocks"))
+    rows.append(
+        [
+            f"memory of a {shape['batch']:,}-user request, {shape['items']:,} items",
+            "-",
+            f"{blocks['above_idle_mb_median']:,.0f} MB above idle "
+            f"(one pass: {memory['rows']['one pass']['above_idle_mb_median']:,.0f} MB)",
+        ]
+    )
+    for r in load_["rows"]:
+        if r["request"] == "GET" and r["connections"] == 64:
+            rows.append(
+                [
+                    "GET /recommend at 64 connections (Baby, loopback)",
+                    r["workers"],
+                    f"p99 {r['p99_ms']:,.0f} ms, {r['requests_per_s']:,.0f} requests/s",
+                ]
+            )
+    head = ["check", "workers", "result"]
+    sources = source("serve_reload.json", "serve_memory.json", "serve_load.json")
+    return f"{md_table(head, rows)}\n\n{sources}"
 
 
 @table("ddp-models")

@@ -516,6 +516,16 @@ def child_main(argv: list[str]) -> None:
         child_model(kind, folder, arrays, cache, log, int(rest[4]), float(rest[5]), int(rest[6]))
 
 
+def phase_figures(records: list[dict], status: str, phase: str) -> dict:
+    """Status, seconds and peak RSS (MB) of one phase of a child's records."""
+    found = {r["phase"]: r for r in records}.get(phase, {})
+    return {
+        "status": status,
+        "seconds": round(found.get("seconds", math.nan), 2),
+        "peak_rss_mb": round(found.get("peak_mb", math.nan), 1),
+    }
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child_main(sys.argv[2:])
@@ -587,12 +597,7 @@ def main() -> None:
                 args.run_limit,
                 limit_mb,
             )
-            load = {r["phase"]: r for r in records}.get("load", {})
-            sizes["load"] = {
-                "status": status,
-                "seconds": round(load.get("seconds", math.nan), 2),
-                "peak_rss_mb": round(load.get("peak_mb", math.nan), 1),
-            }
+            sizes["load"] = phase_figures(records, status, "load")
             if status != "ok":
                 raise SystemExit(f"loading {size:,} interactions: {status}")
             if any(m in ("freedom", "mentor") for m in args.models):
@@ -609,13 +614,8 @@ def main() -> None:
                     args.run_limit * 3,
                     limit_mb,
                 )
-                knn = {r["phase"]: r for r in records}.get("knn", {})
-                sizes["knn"] = {
-                    "status": status,
-                    "seconds": round(knn.get("seconds", math.nan), 2),
-                    "peak_rss_mb": round(knn.get("peak_mb", math.nan), 1),
-                    "nnz": knn.get("nnz"),
-                }
+                sizes["knn"] = phase_figures(records, status, "knn")
+                sizes["knn"]["nnz"] = {r["phase"]: r for r in records}.get("knn", {}).get("nnz")
             result["sizes"] = [s for s in result["sizes"] if s["interactions"] != size]
             result["sizes"].append(sizes)
             save(result, args.out)

@@ -381,10 +381,15 @@ def user_graph_dict(inter: Path, top: int = 200) -> dict[int, list[list[float]]]
     """MMRec's DualGNN user graph: each user's ``top`` co-occurring users by shared items.
 
     ``{user: [neighbour ids, shared-item counts]}`` in decreasing count, from the training
-    interactions (``x_label == 0``), as MMRec's preprocessing script writes it (users with no
-    shared item get empty lists), but from a sparse product ``R R^T`` instead of a Python loop
-    over all user pairs.
+    interactions (``x_label == 0``), as MMRec's preprocessing script
+    (``preprocessing/dualgnn-gen-u-u-matrix.py``) writes it: users with no shared item get empty
+    lists, and each user's list is ``torch.topk`` of their dense float32 row of counts, so that
+    users with equal counts come in the order that ``torch.topk`` gives them (neither by id nor
+    by the sparse product's order). The counts come from a sparse product ``R R^T`` instead of
+    the script's Python loop over all user pairs.
     """
+    import torch
+
     table = np.loadtxt(inter, delimiter="\t", skiprows=1, usecols=(0, 1), dtype=np.int64)
     with inter.open() as f:
         header = f.readline().rstrip("\n").split("\t")
@@ -399,13 +404,14 @@ def user_graph_dict(inter: Path, top: int = 200) -> dict[int, list[list[float]]]
     shared.setdiag(0)
     shared.eliminate_zeros()
     graph = {}
+    dense = torch.zeros(n_users)
     for user in range(n_users):
         start, end = shared.indptr[user], shared.indptr[user + 1]
-        order = np.argsort(-shared.data[start:end], kind="stable")[:top]
-        graph[user] = [
-            shared.indices[start:end][order].tolist(),
-            shared.data[start:end][order].astype(float).tolist(),
-        ]
+        columns = torch.from_numpy(shared.indices[start:end].astype(np.int64))
+        dense.zero_()
+        dense[columns] = torch.from_numpy(shared.data[start:end].astype(np.float32))
+        found = torch.topk(dense, min(end - start, top))
+        graph[user] = [found.indices.tolist(), found.values.double().tolist()]
     return graph
 
 
@@ -438,15 +444,16 @@ def earlier_stamp(path: Path, data: dict) -> dict[str, str]:
 
 
 def earlier_rows(path: Path) -> list[dict]:
-    """The rows of an earlier result file, each with its provenance (``stamp``) and, for a
-    reference row, its code (``reference``: rows without one ran enoche/MMRec at the file's
-    ``mmrec_commit``)."""
+    """The rows of an earlier result file, each with its provenance (``stamp``), its time limit
+    (``limit_seconds``: the file's where the row lacks one) and, for a reference row, its code
+    (``reference``: rows without one ran enoche/MMRec at the file's ``mmrec_commit``)."""
     data = json.loads(path.read_text())
     stamp_of_file = earlier_stamp(path, data)
     rows = []
     for row in data["rows"]:
         row = dict(row)
         row.setdefault("stamp", stamp_of_file)
+        row.setdefault("limit_seconds", data.get("limit_seconds"))
         if row["impl"] == "MMRec" and not row.get("reference"):
             row["reference"] = f"enoche/MMRec@{data.get('mmrec_commit', 'unknown')}"
         rows.append(row)
@@ -470,7 +477,11 @@ def write_results(runs: list[Run], args: argparse.Namespace) -> str:
     machine, mentor version, command), so a file can hold rows of several invocations."""
     path = args.out / "speed_vs_mmrec.json"
     now = stamp()
-    fresh = [{**asdict(r), "seconds_per_epoch": r.seconds_per_epoch, "stamp": now} for r in runs]
+    fresh = [
+        {**asdict(r), "seconds_per_epoch": r.seconds_per_epoch, "limit_seconds": args.limit}
+        | {"stamp": now}
+        for r in runs
+    ]
     done = {(r["data"], r["model"], r["impl"]) for r in fresh}
     kept = []
     for earlier_file in [path, *args.merge]:  # the newest row of each key wins
