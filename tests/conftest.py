@@ -235,6 +235,27 @@ def dense_r(dataset):  # type: ignore[no-untyped-def]
     return r
 
 
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny multimodal folder of the models' dense-reference tests: 14 users, 18 items, 6
+    interactions per user, a 7-d image and a 5-d text feature (one per test module)."""
+    root = tmp_path_factory.mktemp("tiny-mm")
+    return make_dataset(root, n_users=14, n_items=18, per_user=6, features={"image": 7, "text": 5})
+
+
+def inv_sqrt(x):  # type: ignore[no-untyped-def]
+    """``x ** -1/2`` elementwise, 0 where ``x`` is 0 (degrees of nodes without edges)."""
+    import torch
+
+    return torch.where(x > 0, x.clamp_min(1e-30).pow(-0.5), torch.zeros_like(x))
+
+
+def sym_block(r):  # type: ignore[no-untyped-def]
+    """``D_u^-1/2 R D_i^-1/2`` [U, I] of a dense user-item matrix; rows and columns without
+    edges stay zero."""
+    return inv_sqrt(r.sum(1))[:, None] * r * inv_sqrt(r.sum(0))[None, :]
+
+
 #: the PostgreSQL server of the development and CI machines (trust auth, database ``test``)
 PG_URL = os.environ.get("MENTOR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 

@@ -20,12 +20,6 @@ F64 = torch.float64
 nnf = torch.nn.functional
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("cohesion")
-    return make_dataset(root, n_users=14, n_items=18, per_user=6, features={"image": 7, "text": 5})
-
-
 def dense_knn(features: np.ndarray, k: int) -> torch.Tensor:
     """Symmetric-normalised binary top-k cosine graph [I, I] (row degrees)."""
     f = nnf.normalize(torch.from_numpy(features).double(), dim=1)

@@ -9,27 +9,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import build as make
-from conftest import dense_r, make_dataset
+from conftest import dense_r, make_dataset, sym_block
 from conftest import first_batch as a_batch
 
 from mentor.models.dragon import DRAGON, role_weights
 
 F64 = torch.float64
 nnf = torch.nn.functional
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("dragon")
-    return make_dataset(root, n_users=14, n_items=18, per_user=6, features={"image": 7, "text": 5})
-
-
-def sym_block(r: torch.Tensor) -> torch.Tensor:
-    """``D_u^-1/2 R D_i^-1/2`` [U, I]."""
-    du, di = r.sum(1), r.sum(0)
-    iu = torch.where(du > 0, du.pow(-0.5), torch.zeros_like(du))
-    ii = torch.where(di > 0, di.pow(-0.5), torch.zeros_like(di))
-    return iu[:, None] * r * ii[None, :]
 
 
 def binary_knn_dense(features: np.ndarray, k: int) -> torch.Tensor:

@@ -21,12 +21,6 @@ F64 = torch.float64
 nnf = torch.nn.functional
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("gume")
-    return make_dataset(root, n_users=14, n_items=18, per_user=6, features={"image": 7, "text": 5})
-
-
 def weighted_knn_dense(features, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(``D^-1/2 A D^-1/2`` of the similarity-weighted top-k cosine graph, its binary
     pattern), both [I, I]."""

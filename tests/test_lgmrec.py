@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import build as make
-from conftest import dense_r, make_dataset
+from conftest import dense_r, make_dataset, sym_block
 from conftest import first_batch as a_batch
 
 from mentor.errors import MentorError
@@ -18,21 +18,6 @@ from mentor.models.lgmrec import gumbel_softmax
 
 F64 = torch.float64
 nnf = torch.nn.functional
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("lgmrec")
-    return make_dataset(root, n_users=14, n_items=18, per_user=6, features={"image": 7, "text": 5})
-
-
-def inv_sqrt(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(x > 0, x.clamp_min(1e-30).pow(-0.5), torch.zeros_like(x))
-
-
-def sym_block(r: torch.Tensor) -> torch.Tensor:
-    """``D_u^-1/2 R D_i^-1/2`` (nodes without edges stay zero)."""
-    return inv_sqrt(r.sum(1))[:, None] * r * inv_sqrt(r.sum(0))[None, :]
 
 
 def dense_forward(model, dataset, layers_ui: int, layers_mm: int, hyper_layers: int):  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import build as make
-from conftest import dense_r, make_dataset
+from conftest import dense_r, inv_sqrt, make_dataset, sym_block
 from conftest import first_batch as a_batch
 
 from mentor.models.lattice import KnnEdges
@@ -19,20 +19,6 @@ from mentor.models.smore import knn_sizes, max_pool
 
 F64 = torch.float64
 nnf = torch.nn.functional
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("smore")
-    return make_dataset(root, n_users=14, n_items=18, per_user=6, features={"image": 7, "text": 5})
-
-
-def inv_sqrt(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(x > 0, x.clamp_min(1e-30).pow(-0.5), torch.zeros_like(x))
-
-
-def sym_block(r: torch.Tensor) -> torch.Tensor:
-    return inv_sqrt(r.sum(1))[:, None] * r * inv_sqrt(r.sum(0))[None, :]
 
 
 def weighted_knn_dense(features: np.ndarray, k: int) -> torch.Tensor:
