@@ -1,5 +1,6 @@
 """`mentor serve` as real processes: kill -9 during a burst of adds loses no acknowledged item
-and leaves no half item; several workers share the log; SIGHUP reloads a single process."""
+and leaves no half item; several workers share the log (both with the SQLite and the PostgreSQL
+store); SIGHUP reloads a single process."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import free_port, make_dataset
+from conftest import PG_URL, free_port, make_dataset, postgres_or_skip
 
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
@@ -25,7 +27,7 @@ import mentor  # noqa: E402
 from mentor.bundle import write_bundle  # noqa: E402
 from mentor.serve import Recommender  # noqa: E402
 from mentor.serve.service import Service  # noqa: E402
-from mentor.serve.store import SqliteStore  # noqa: E402
+from mentor.serve.store import open_store  # noqa: E402
 
 KEY = "process-key"
 
@@ -50,7 +52,7 @@ def _features(item_id: str) -> dict[str, list[float]]:
     return {"image": rng.random(4).tolist(), "text": rng.random(3).tolist()}
 
 
-def _start(bundle: Path, store: Path, workers: int = 1) -> tuple[subprocess.Popen, str]:
+def _start(bundle: Path, store: str | Path, workers: int = 1) -> tuple[subprocess.Popen, str]:
     port = free_port()
     argv = [
         sys.executable, "-c", "from mentor.cli import main; raise SystemExit(main())",
@@ -75,6 +77,26 @@ def _start(bundle: Path, store: Path, workers: int = 1) -> tuple[subprocess.Pope
     raise AssertionError("the server did not answer within 60 s")
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The ``--store`` of one test: an SQLite file in its own folder, or PostgreSQL with a schema
+    of its own as the search path (``mentor serve`` names fixed tables), dropped with all it holds
+    afterwards, so reruns and the SQLite variant never share a log. Request it before
+    ``servers``: the servers then stop before the schema goes."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "changes.sqlite")
+        return
+    postgres_or_skip()
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    yield f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
 @pytest.fixture
 def servers() -> Iterator[list[subprocess.Popen]]:
     started: list[subprocess.Popen] = []
@@ -88,9 +110,8 @@ def servers() -> Iterator[list[subprocess.Popen]]:
 
 
 def test_kill_9_during_a_burst_of_adds_loses_no_acknowledged_item(
-    bundle: Path, tmp_path: Path, servers: list[subprocess.Popen]
+    bundle: Path, store: str, servers: list[subprocess.Popen]
 ) -> None:
-    store = tmp_path / "changes.sqlite"
     proc, url = _start(bundle, store)
     servers.append(proc)
     acknowledged: list[str] = []
@@ -125,7 +146,11 @@ def test_kill_9_during_a_burst_of_adds_loses_no_acknowledged_item(
     for item in acknowledged:
         assert httpx.get(f"{url}/similar", params={"item": item}).status_code == 200, item
     # every logged item is whole: its replayed representation is the one its features give
-    rec = Service(Recommender.load(bundle), SqliteStore(store)).current()
+    log = open_store(store, bundle)
+    try:
+        rec = Service(Recommender.load(bundle), log).current()
+    finally:
+        log.close()
     added = [i for i in rec.item_ids[30:]]
     assert set(acknowledged) <= set(added) and live["items"] == 30 + len(added)
     assert len(added) - len(acknowledged) <= 4  # at most one unanswered add per client
@@ -134,8 +159,8 @@ def test_kill_9_during_a_burst_of_adds_loses_no_acknowledged_item(
     np.testing.assert_allclose(rec.items[30:], direct.items[30:], rtol=1e-6)
 
 
-def test_workers_share_the_log(bundle: Path, tmp_path: Path, servers: list) -> None:
-    proc, url = _start(bundle, tmp_path / "shared.sqlite", workers=2)
+def test_workers_share_the_log(bundle: Path, store: str, servers: list) -> None:
+    proc, url = _start(bundle, store, workers=2)
     servers.append(proc)
     with httpx.Client(timeout=5) as client:
         pids = set()
