@@ -23,7 +23,7 @@ import mentor  # noqa: E402
 from mentor.bundle import write_bundle  # noqa: E402
 from mentor.errors import MentorError  # noqa: E402
 from mentor.serve import Recommender  # noqa: E402
-from mentor.serve.app import BUNDLE_HEADER, create_app  # noqa: E402
+from mentor.serve.app import BUNDLE_HEADER, BUNDLE_VERSION_HEADER, create_app  # noqa: E402
 from mentor.serve.recommender import DuplicateIdError  # noqa: E402
 from mentor.serve.service import Service  # noqa: E402
 from mentor.serve.store import (  # noqa: E402
@@ -267,6 +267,11 @@ def test_health_reports_store_and_bundle(bundles: tuple[Path, Path], tmp_path: P
     assert (
         body["bundle_digest"] == health.headers[BUNDLE_HEADER] and len(body["bundle_digest"]) == 64
     )
+    # the version that wrote the bundle, in /health and in a header of every answer
+    assert body["bundle_version"] == health.headers[BUNDLE_VERSION_HEADER] == mentor.__version__
+    item = service.current().item_ids[0]
+    similar = TestClient(create_app(service)).get("/similar", params={"item": item})
+    assert similar.headers[BUNDLE_VERSION_HEADER] == body["bundle_version"]
     assert body["catalog_seq"] == 0 and json.dumps(body)
 
 

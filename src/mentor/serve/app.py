@@ -304,6 +304,7 @@ KEY_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 STATIC = Path(__file__).with_name("static")
 BUNDLE_HEADER = "X-Mentor-Bundle"
+BUNDLE_VERSION_HEADER = "X-Mentor-Bundle-Version"
 WORKER_HEADER = "X-Mentor-Worker"
 
 
@@ -440,8 +441,8 @@ def create_app(
         description=(
             f"Recommendations from a `{first.model}` bundle. Batches: at most {MAX_BATCH} users, "
             f"{MAX_CANDIDATES} candidate items, {MAX_NEW_ITEMS} new items per request; "
-            f"k at most {MAX_K}. Every answer carries the header {BUNDLE_HEADER} (the served "
-            "bundle's digest)."
+            f"k at most {MAX_K}. Every answer carries the headers {BUNDLE_HEADER} (the served "
+            f"bundle's digest) and {BUNDLE_VERSION_HEADER} (the mentor version that wrote it)."
         ),
     )
     app.state.service = service
@@ -449,9 +450,13 @@ def create_app(
     app.add_middleware(_BodyLimit, max_bytes=max_body_bytes)
     app.add_middleware(_MetricsMiddleware, metrics=metrics)  # outermost: counts the 413s too
 
+    def labels(served: Recommender) -> dict[str, str]:
+        """The headers naming the bundle an answer comes from: its digest and version."""
+        return {BUNDLE_HEADER: served.digest, BUNDLE_VERSION_HEADER: served.mentor_version}
+
     def answer(served: Recommender, payload: dict[str, Any]) -> JSONResponse:
         """A JSON answer computed wholly from ``served``, labelled with its bundle."""
-        return JSONResponse(payload, headers={BUNDLE_HEADER: served.digest})
+        return JSONResponse(payload, headers=labels(served))
 
     @app.exception_handler(MentorError)
     async def mentor_error(request: Request, exc: MentorError) -> JSONResponse:
@@ -671,7 +676,7 @@ def create_app(
         path = Path(served.path) / IMAGES / name
         if not path.is_file():
             return _error(404, "no such image")
-        return FileResponse(path, headers={BUNDLE_HEADER: served.digest})
+        return FileResponse(path, headers=labels(served))
 
     @app.get("/", include_in_schema=False)
     async def page() -> Response:
