@@ -2,11 +2,13 @@
 
 For each model: ``--epochs`` epochs (validation after each) with one process and with two
 (gloo, one torch thread each), the same seed and settings; records the per-epoch validation
-Recall@20 of both, the largest difference, the test metrics, and seconds per epoch. A few epochs
-keep float rounding small, so the two are expected to agree to about 1e-4 (bfloat16 products,
-used by MENTOR's contrastive term on CPUs with bfloat16 units, round differently for other
-block shapes: MENTOR runs with ``contrast_dtype=float32`` here). Writes
-``benchmarks/results/ddp_models.{json,md}``.
+Recall@20 of both, the largest difference, the test metrics and seconds per epoch; a failed run
+keeps the tail of its log. Both compute the same batches, but sums over the two processes'
+rows round differently from one process's sums, and such differences can grow over epochs of
+training and move a few items across a top-20 cut-off. MENTOR runs with
+``contrast_dtype=float32`` here (its bfloat16 contrastive products round differently for other
+block shapes). Rows of models a call does not run are kept, each with its own stamp. Writes
+``benchmarks/results/ddp_models.json``.
 
 Usage: python benchmarks/ddp_models.py [--models all|NAME,...] [--epochs 3]
 """
@@ -45,8 +47,12 @@ def train(model: str, data: Path, out: Path, epochs: int, nproc: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-1:]
-        return {"error": tail[0][:200] if tail else f"exit {done.returncode}"}
+        # the lines that say something (torchrun ends its report with a rule of '=')
+        lines = [s for s in (done.stdout + done.stderr).splitlines() if s.strip(" =-")]
+        return {
+            "error": lines[-1][:200] if lines else f"exit {done.returncode}",
+            "log_tail": lines[-30:],
+        }
     metrics = json.loads((out / "metrics.json").read_text())
     with (out / "history.csv").open() as handle:
         curve = [float(r["valid_recall@20"]) for r in csv.DictReader(handle)]
@@ -61,7 +67,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     models = model_names() if args.models == "all" else args.models.split(",")
-    rows = []
+    path = args.out / "ddp_models.json"
+    # rows of models this call does not run are kept, each with the stamp that measured it
+    earlier = json.loads(path.read_text())["rows"] if path.exists() else []
+    rows = [r for r in earlier if r["model"] not in models]
     with tempfile.TemporaryDirectory() as tmp:
         for model in models:
             if not get_model(model).model_cls.trainable:
@@ -70,9 +79,10 @@ def main() -> None:
             runs = {
                 n: train(model, args.data, Path(tmp) / f"{model}-{n}", epochs, n) for n in (1, 2)
             }
-            row: dict = {"model": model, "epochs": epochs}
+            row: dict = {"model": model, "epochs": epochs, "stamp": stamp()}
             if any("error" in r for r in runs.values()):
                 row["error"] = {n: r.get("error") for n, r in runs.items()}
+                row["log_tail"] = {n: r["log_tail"] for n, r in runs.items() if "log_tail" in r}
             else:
                 one, two = runs[1], runs[2]
                 row["valid_recall@20"] = {n: r["valid_curve"] for n, r in runs.items()}
@@ -84,8 +94,10 @@ def main() -> None:
                     row[f"seconds_per_epoch_{n}"] = r["metrics"]["seconds_per_epoch"]
             rows.append(row)
             print(json.dumps(row), flush=True)
-            payload = {**stamp(), "data": "ml-100k-mm", "rows": rows}
-            (args.out / "ddp_models.json").write_text(json.dumps(payload, indent=2) + "\n")
+            order = {name: i for i, name in enumerate(model_names())}
+            rows.sort(key=lambda r: order.get(r["model"], len(order)))
+            payload = {**stamp(), "data": args.data.name, "rows": rows}
+            path.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 if __name__ == "__main__":

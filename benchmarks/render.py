@@ -931,8 +931,9 @@ def serve_memory(arg: str | None, page: Path) -> str:
         for name, r in d["rows"].items()
     ]
     note = (
-        f"One `recommend` of {num(s['batch'])} users (k = {s['k']}) over {num(s['items'])} items "
-        f"and {num(s['users'])} users with {s['dim']}-d representations, each in a fresh process; "
+        f"One batch of {num(s['batch'])} users (k = {s['k']}) over {num(s['items'])} items "
+        f"and {num(s['users'])} users with {s['dim']}-d representations, each in a fresh process "
+        "(`recommend` called in that process, or the same recommender served over loopback); "
         f"median over repeats; the same lists in every run: {str(d['same_lists']).lower()}."
     )
     head = ["scoring", "peak memory above idle", "seconds"]
@@ -1023,11 +1024,12 @@ def ddp_memory(arg: str | None, page: Path) -> str:
 
 @table("ddp-quality")
 def ddp_quality(arg: str | None, page: Path) -> str:
-    name = "ddp_quality.json"
+    """``ddp-quality`` (LightGCN) or ``ddp-quality:MODEL``."""
+    name = f"ddp_quality_{arg}.json" if arg else "ddp_quality.json"
     if not exists(name):
         return (
-            "No result file yet: `python benchmarks/ddp_quality.py` writes "
-            "`benchmarks/results/ddp_quality.json`, and `python benchmarks/render.py` puts it here."
+            f"No result file yet: `python benchmarks/ddp_quality.py --model {arg or 'lightgcn'}` "
+            f"writes `benchmarks/results/{name}`, and `python benchmarks/render.py` puts it here."
         )
     d = load(name)
     rows = [
@@ -1063,10 +1065,12 @@ def readme_serving(arg: str | None, page: Path) -> str:
             ]
         )
     shape = memory["shape"]
-    blocks = next(v for k, v in memory["rows"].items() if k.startswith("blocks"))
+    served = [v for k, v in memory["rows"].items() if k.startswith("POST")]
+    blocks = (served or [next(v for k, v in memory["rows"].items() if k.startswith("blocks"))])[0]
     rows.append(
         [
-            f"memory of a {shape['batch']:,}-user request, {shape['items']:,} items",
+            f"memory of a {shape['batch']:,}-user request, {shape['items']:,} items"
+            + (" (server process)" if served else " (in process)"),
             "-",
             f"{blocks['above_idle_mb_median']:,.0f} MB above idle "
             f"(one pass: {memory['rows']['one pass']['above_idle_mb_median']:,.0f} MB)",
@@ -1107,7 +1111,7 @@ def ddp_models(arg: str | None, page: Path) -> str:
                 r["model"],
                 r["epochs"],
                 " / ".join(f"{v:.4f}" for v in curves["1"]),
-                f"{r['max_valid_difference']:.1e}",
+                "none" if r["max_valid_difference"] == 0 else f"{r['max_valid_difference']:.4f}",
                 f"{r['test_recall@20_1']:.4f} / {r['test_recall@20_2']:.4f}",
                 f"{r['seconds_per_epoch_1']:.2f} / {r['seconds_per_epoch_2']:.2f}",
             ]
@@ -1126,7 +1130,8 @@ def ddp_models(arg: str | None, page: Path) -> str:
         "test R@20, 1 / 2",
         "s/epoch, 1 / 2",
     ]
-    return f"{note}\n\n{md_table(head, rows)}\n\n{source(name)}"
+    provenance = _assemble(row_parts(name, d["rows"], lambda r: r["model"]))
+    return f"{note}\n\n{md_table(head, rows)}\n\n{provenance}"
 
 
 @table("cold-start")

@@ -5,8 +5,11 @@ users with 64-d float32 representations, 20 seen items per user). After a warm-u
 users, a thread samples the process's resident memory every millisecond while one
 ``recommend`` of 1,000 users (k=20, seen items excluded) runs; the figure is the peak above the
 memory just before the request. Scored in blocks within the default 64 MiB budget, and in one
-pass (the budget set beyond the whole score matrix), side by side; the lists of both are checked
-to be equal. Writes benchmarks/results/serve_memory.json and .md.
+pass (the budget set beyond the whole score matrix), side by side; and through HTTP: the same
+recommender served by ``mentor serve``'s app (uvicorn, one process), one ``POST /recommend`` of
+the same 1,000 users after a warm-up request of 10, the server process's resident memory sampled
+from outside every millisecond (request parsing and the JSON answer included). The lists of all
+three are checked to be equal. Writes benchmarks/results/serve_memory.json and .md.
 
 Usage: python benchmarks/serve_memory.py [--repeats 3]
 """
@@ -25,18 +28,17 @@ from pathlib import Path
 from common import RESULTS, stamp
 
 ITEMS, USERS, DIM, BATCH, K = 1_000_000, 10_000, 64, 1_000, 20
+HTTP_ROW = "POST /recommend to the server, blocks (64 MiB budget)"
 
 
-def rss() -> int:
-    """Resident set size of this process in bytes (Linux)."""
-    with open("/proc/self/statm") as handle:
+def rss(pid: int | str = "self") -> int:
+    """Resident set size of a process (this one by default) in bytes (Linux)."""
+    with open(f"/proc/{pid}/statm") as handle:
         return int(handle.read().split()[1]) * 4096
 
 
-def measure(budget: int) -> dict:
-    """Build the synthetic recommender, run one batch request, return its figures."""
-    import threading
-
+def synthetic(budget: int) -> tuple:
+    """The synthetic recommender scoring within ``budget`` bytes, and the batch's user ids."""
     import numpy as np
 
     from mentor.serve.recommender import Catalog, Recommender
@@ -57,7 +59,14 @@ def measure(budget: int) -> dict:
         ),
         trained=np.ones(USERS, dtype=bool), score_budget=budget,
     )  # fmt: skip
-    users = [f"u{i}" for i in rng.choice(USERS, BATCH, replace=False)]
+    return rec, [f"u{i}" for i in rng.choice(USERS, BATCH, replace=False)]
+
+
+def measure(budget: int) -> dict:
+    """Build the synthetic recommender, run one batch request, return its figures."""
+    import threading
+
+    rec, users = synthetic(budget)
     rec.recommend(users[:10], k=K)  # warm-up: imports, BLAS buffers
     idle = rss()
     peak = [idle]
@@ -81,19 +90,98 @@ def measure(budget: int) -> dict:
     return {"above_idle_mb": (peak[0] - idle) / 2**20, "seconds": seconds, "lists": digest}
 
 
+def serve_child(budget: int, port: int) -> None:
+    """Serve the synthetic recommender with ``mentor serve``'s app (uvicorn, one process)."""
+    import uvicorn
+
+    from mentor.serve.app import create_app
+
+    rec, _ = synthetic(budget)
+    uvicorn.run(create_app(rec, api_key=""), host="127.0.0.1", port=port, log_level="warning")
+
+
+def post(port: int, users: list[str]) -> dict:
+    """``POST /recommend`` of ``users`` (k = K); the decoded answer."""
+    import urllib.request
+
+    body = json.dumps({"users": users, "k": K}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/recommend",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=600) as answer:
+        return json.loads(answer.read())
+
+
+def measure_http(budget: int) -> dict:
+    """The same batch as :func:`measure`, sent over loopback to a server process; that
+    process's resident memory is sampled from outside every millisecond."""
+    import socket
+    import threading
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    _, users = synthetic(1 << 26)  # the batch's ids, drawn as the server draws them
+    server = subprocess.Popen(
+        [sys.executable, __file__, "--serve-child", str(budget), "--port", str(port)]
+    )
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5).read()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("the server did not start") from None
+                time.sleep(0.5)
+        post(port, users[:10])  # warm-up: the request and response paths, BLAS buffers
+        time.sleep(0.5)
+        idle = rss(server.pid)
+        peak = [idle]
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], rss(server.pid))
+                time.sleep(0.001)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        began = time.perf_counter()
+        answer = post(port, users)
+        seconds = time.perf_counter() - began
+        done.set()
+        sampler.join()
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    items = [r["items"] for r in answer["results"]]
+    digest = hashlib.sha256(json.dumps(items).encode()).hexdigest()
+    return {"above_idle_mb": (peak[0] - idle) / 2**20, "seconds": seconds, "lists": digest}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
         print(json.dumps(measure(args.child)))
+        return
+    if args.serve_child is not None:
+        serve_child(args.serve_child, args.port)
         return
     from mentor import __version__
     from mentor.serve.recommender import SCORE_BUDGET
 
     modes = {"blocks (64 MiB budget)": SCORE_BUDGET, "one pass": 1 << 40}
-    runs: dict[str, list[dict]] = {name: [] for name in modes}
+    runs: dict[str, list[dict]] = {name: [] for name in [*modes, HTTP_ROW]}
     for _ in range(args.repeats):
         for name, budget in modes.items():  # interleaved, each in a fresh process
             out = subprocess.run(
@@ -101,6 +189,7 @@ def main() -> None:
                 check=True, capture_output=True, text=True,
             )  # fmt: skip
             runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        runs[HTTP_ROW].append(measure_http(SCORE_BUDGET))
     digests = {r["lists"] for rows in runs.values() for r in rows}
     rows = {
         name: {
