@@ -495,6 +495,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    finally:
+        # a process of a torchrun group leaves it before the interpreter ends: gloo's threads
+        # still running at exit abort the process (SIGABRT) instead of the exit code above
+        if "torch.distributed" in sys.modules:
+            from mentor.training.distributed import leave
+
+            leave()
 
 
 def _write_traceback() -> str:
